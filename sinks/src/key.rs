@@ -1,0 +1,250 @@
+//! Object keys from a template such as
+//! `dt={dt}/hour={hour}/{namespace}/{pod}/{id}.parquet`.
+//!
+//! `{dt}` (YYYY-MM-DD) and `{hour}` (HH) come from the row's `timestamp`
+//! column in UTC, `{id}` is the batch id (plus a part number when one batch
+//! spans several keys), and any other `{name}` is the value of that string
+//! column, made safe for a path segment (`unknown` when null or empty).
+//! Rendering is deterministic: the same rows give the same keys.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+
+const ID: &str = "\u{1}id\u{1}";
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Literal(String),
+    Date,
+    Hour,
+    Id,
+    Column(String),
+}
+
+/// A parsed key template.
+#[derive(Debug, Clone)]
+pub struct KeyTemplate {
+    parts: Vec<Part>,
+}
+
+impl KeyTemplate {
+    /// Parse a template; fails on an unclosed `{` or a template without `{id}`
+    /// (without it two batches would overwrite each other).
+    pub fn parse(template: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_string()));
+            }
+            let Some(close) = rest[open..].find('}') else {
+                return Err(format!("unclosed '{{' in {template:?}"));
+            };
+            let name = &rest[open + 1..open + close];
+            parts.push(match name {
+                "dt" => Part::Date,
+                "hour" => Part::Hour,
+                "id" => Part::Id,
+                "" => return Err(format!("empty '{{}}' in {template:?}")),
+                other => Part::Column(other.to_string()),
+            });
+            rest = &rest[open + close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_string()));
+        }
+        if !parts.contains(&Part::Id) {
+            return Err(format!(
+                "{template:?} has no {{id}}: every batch needs a key of its own"
+            ));
+        }
+        if template.starts_with('/') || template.split('/').any(|s| s == "..") {
+            return Err(format!("{template:?} must be a relative path without '..'"));
+        }
+        Ok(Self { parts })
+    }
+
+    /// Names of the columns the template reads (`timestamp` for `{dt}`/`{hour}`).
+    pub fn columns(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for part in &self.parts {
+            let name = match part {
+                Part::Date | Part::Hour => "timestamp",
+                Part::Column(c) => c.as_str(),
+                _ => continue,
+            };
+            if !out.iter().any(|o| o == name) {
+                out.push(name.to_string());
+            }
+        }
+        out
+    }
+
+    /// Check that `schema` has every column the template reads, with a usable type.
+    pub fn check_schema(&self, schema: &arrow::datatypes::Schema) -> Result<(), String> {
+        for name in self.columns() {
+            let field = schema.field_with_name(&name).map_err(|_| {
+                format!("the template reads column {name:?}, which the schema lacks")
+            })?;
+            let ok = match (name.as_str(), field.data_type()) {
+                ("timestamp", DataType::Timestamp(TimeUnit::Microsecond, _)) => true,
+                ("timestamp", _) => false,
+                (_, DataType::Utf8) => true,
+                _ => false,
+            };
+            if !ok {
+                return Err(format!(
+                    "the template reads column {name:?}, whose type {} cannot name a path",
+                    field.data_type()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Group the rows of `batch` by key. Returns `(key, row indices)` in key
+    /// order; keys are complete, with `{id}` replaced by `id` (and `-<n>` after
+    /// it when the batch spans more than one key).
+    pub fn partition(&self, batch: &RecordBatch, id: &str) -> Vec<(String, Vec<u32>)> {
+        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        let mut key = String::new();
+        for row in 0..batch.num_rows() {
+            key.clear();
+            self.render_row(batch, row, &mut key);
+            match groups.get_mut(key.as_str()) {
+                Some(rows) => rows.push(row as u32),
+                None => {
+                    groups.insert(key.clone(), vec![row as u32]);
+                }
+            }
+        }
+        let many = groups.len() > 1;
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(n, (key, rows))| {
+                let id = if many {
+                    format!("{id}-{n}")
+                } else {
+                    id.to_string()
+                };
+                (key.replace(ID, &id), rows)
+            })
+            .collect()
+    }
+
+    fn render_row(&self, batch: &RecordBatch, row: usize, out: &mut String) {
+        use std::fmt::Write;
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Id => out.push_str(ID),
+                Part::Date | Part::Hour => {
+                    let ts = batch
+                        .column_by_name("timestamp")
+                        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+                        .filter(|a| a.is_valid(row))
+                        .and_then(|a| chrono::DateTime::from_timestamp_micros(a.value(row)));
+                    match (ts, part) {
+                        (Some(t), Part::Date) => {
+                            let _ = write!(out, "{}", t.format("%Y-%m-%d"));
+                        }
+                        (Some(t), _) => {
+                            let _ = write!(out, "{}", t.format("%H"));
+                        }
+                        (None, _) => out.push_str("unknown"),
+                    }
+                }
+                Part::Column(name) => {
+                    let value = batch
+                        .column_by_name(name)
+                        .and_then(|c| c.as_string_opt::<i32>())
+                        .filter(|a| a.is_valid(row))
+                        .map(|a| a.value(row))
+                        .unwrap_or("");
+                    push_segment(value, out);
+                }
+            }
+        }
+    }
+}
+
+/// Append `value` as one safe path segment.
+fn push_segment(value: &str, out: &mut String) {
+    if value.is_empty() || value == "." || value == ".." {
+        out.push_str("unknown");
+        return;
+    }
+    out.extend(value.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '=') {
+            c
+        } else {
+            '_'
+        }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    fn batch() -> RecordBatch {
+        let ts = 1_795_316_400_000_000i64; // 2026-11-22T03:00:00Z
+        let schema = Schema::new(vec![
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("namespace", DataType::Utf8, true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![ts, ts + 3_600_000_000, ts])
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec![Some("shop"), None, Some("a/b")])),
+            ],
+        )
+        .expect("valid batch")
+    }
+
+    #[test]
+    fn partitions_by_date_hour_and_column() {
+        let t = KeyTemplate::parse("dt={dt}/hour={hour}/{namespace}/{id}.parquet").expect("ok");
+        let parts = t.partition(&batch(), "abc-0");
+        let keys: Vec<_> = parts.iter().map(|(k, r)| (k.as_str(), r.clone())).collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("dt=2026-11-22/hour=03/a_b/abc-0-0.parquet", vec![2]),
+                ("dt=2026-11-22/hour=03/shop/abc-0-1.parquet", vec![0]),
+                ("dt=2026-11-22/hour=04/unknown/abc-0-2.parquet", vec![1]),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_group_keeps_the_plain_id() {
+        let t = KeyTemplate::parse("dt={dt}/{id}.parquet").expect("ok");
+        let parts = t.partition(&batch(), "x");
+        assert_eq!(
+            parts,
+            vec![("dt=2026-11-22/x.parquet".to_string(), vec![0, 1, 2])]
+        );
+    }
+
+    #[test]
+    fn rejects_templates_that_would_collide_or_escape() {
+        assert!(KeyTemplate::parse("dt={dt}/data.parquet").is_err());
+        assert!(KeyTemplate::parse("../{id}").is_err());
+        assert!(KeyTemplate::parse("{dt/{id}").is_err());
+    }
+}

@@ -1,0 +1,365 @@
+//! Building Arrow batches from records.
+//!
+//! A [`Builder`] appends records straight into Arrow column builders laid out
+//! by the table schema, and also records, per file, how far the batch covers
+//! (the offset up to which every line is either in this batch, in an earlier
+//! one, or was skipped). That [`Batch::acks`] list is what lets the checkpoint
+//! advance once every sink has the batch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+
+use crate::config::{BatchConfig, ExtraColumn};
+use crate::parse::body::{rfc3339_micros, Scalar};
+use crate::parse::{Flags, Record};
+use crate::schema::TableSchema;
+use crate::source::{FileId, FileMeta};
+
+/// A finished batch and what it covers.
+#[derive(Debug)]
+pub struct Batch {
+    /// Stable id: `<file fingerprint>-<offset>` of the first row.
+    pub id: String,
+    pub records: RecordBatch,
+    /// For each file: every byte before this offset is in this batch or an earlier one.
+    pub acks: Vec<(FileId, u64)>,
+    /// Bytes of input lines in the batch.
+    pub input_bytes: u64,
+}
+
+/// Where a column's values come from.
+#[derive(Debug, Clone, Copy)]
+enum From {
+    Timestamp,
+    Observed,
+    Stream,
+    Level,
+    Message,
+    Fields,
+    Namespace,
+    Pod,
+    Container,
+    Node,
+    Source,
+    File,
+    Offset,
+    Flags,
+    ParseError,
+    Extra(usize),
+}
+
+enum Col {
+    Ts(TimestampMicrosecondBuilder),
+    Str(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    StrList(ListBuilder<StringBuilder>),
+}
+
+/// The value of an extra column after conversion to its type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Converted {
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Ts(i64),
+    /// A string value: taken from the record's extras when appending.
+    Str,
+}
+
+/// Accumulates records into one Arrow batch at a time.
+pub struct Builder {
+    schema: SchemaRef,
+    columns: Vec<(From, Col)>,
+    extra_types: Vec<DataType>,
+    converted: Vec<Converted>,
+    limits: BatchConfig,
+    rows: usize,
+    bytes: u64,
+    started: Option<Instant>,
+    first: Option<String>,
+    acks: Vec<(FileId, u64)>,
+}
+
+impl Builder {
+    /// A builder for `schema`; fails when the schema has a column tidewater
+    /// cannot fill, or one whose type does not fit its source.
+    pub fn new(
+        schema: &TableSchema,
+        extras: &[ExtraColumn],
+        limits: BatchConfig,
+    ) -> Result<Self, String> {
+        let arrow_schema = schema.arrow();
+        let mut columns = Vec::new();
+        let mut extra_types = vec![DataType::Null; extras.len()];
+        for field in arrow_schema.fields() {
+            let name = field.name().as_str();
+            let from = match name {
+                "timestamp" => From::Timestamp,
+                "observed_timestamp" => From::Observed,
+                "stream" => From::Stream,
+                "level" => From::Level,
+                "message" => From::Message,
+                "fields" => From::Fields,
+                "namespace" => From::Namespace,
+                "pod" => From::Pod,
+                "container" => From::Container,
+                "node" => From::Node,
+                "source" => From::Source,
+                "file" => From::File,
+                "offset" => From::Offset,
+                "flags" => From::Flags,
+                "parse_error" => From::ParseError,
+                other => match extras.iter().position(|x| x.name == other) {
+                    Some(i) => From::Extra(i),
+                    None => {
+                        return Err(format!(
+                            "schema column {other:?} has no source: declare it under [[columns]] to extract it from the JSON body"
+                        ))
+                    }
+                },
+            };
+            let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+            let want = match from {
+                From::Timestamp | From::Observed => Some(ts.clone()),
+                From::Offset => Some(DataType::Int64),
+                From::Flags => None,
+                From::Extra(_) => None,
+                _ => Some(DataType::Utf8),
+            };
+            let dt = field.data_type();
+            if let Some(want) = want {
+                if *dt != want {
+                    return Err(format!(
+                        "schema column {name:?} must have type {want}, not {dt}"
+                    ));
+                }
+            }
+            let col = match dt {
+                DataType::Timestamp(..) => {
+                    Col::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+                }
+                DataType::Utf8 => Col::Str(StringBuilder::new()),
+                DataType::Int64 => Col::Int(Int64Builder::new()),
+                DataType::Float64 => Col::Float(Float64Builder::new()),
+                DataType::Boolean => Col::Bool(BooleanBuilder::new()),
+                DataType::List(item)
+                    if *item.data_type() == DataType::Utf8 && matches!(from, From::Flags) =>
+                {
+                    Col::StrList(ListBuilder::new(StringBuilder::new()))
+                }
+                other => {
+                    return Err(format!(
+                        "schema column {name:?}: type {other} is not supported here"
+                    ))
+                }
+            };
+            if let From::Extra(i) = from {
+                extra_types[i] = dt.clone();
+            }
+            columns.push((from, col));
+        }
+        Ok(Self {
+            schema: arrow_schema,
+            columns,
+            converted: vec![Converted::Null; extras.len()],
+            extra_types,
+            limits,
+            rows: 0,
+            bytes: 0,
+            started: None,
+            first: None,
+            acks: Vec::new(),
+        })
+    }
+
+    /// The schema of the batches this builder makes.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Count `bytes` of input lines toward the `max_bytes` limit.
+    pub fn note_input(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+    }
+
+    /// Append one record read from `meta`'s file, observed at `observed_us`.
+    pub fn append(&mut self, meta: &FileMeta, rec: &Record, observed_us: i64) {
+        let mut flags = rec.flags;
+        for (i, ty) in self.extra_types.iter().enumerate() {
+            let value = rec.extras.get(i).and_then(Option::as_ref);
+            self.converted[i] = match convert(value, ty) {
+                Ok(c) => c,
+                Err(()) => {
+                    flags.insert(Flags::CONVERSION_ERROR);
+                    Converted::Null
+                }
+            };
+        }
+        for (from, col) in &mut self.columns {
+            match (from, col) {
+                (From::Timestamp, Col::Ts(b)) => {
+                    b.append_value(rec.timestamp_us.unwrap_or(observed_us))
+                }
+                (From::Observed, Col::Ts(b)) => b.append_value(observed_us),
+                (From::Offset, Col::Int(b)) => b.append_value(rec.offset as i64),
+                (From::Flags, Col::StrList(b)) => {
+                    for name in flags.names() {
+                        b.values().append_value(name);
+                    }
+                    b.append(true);
+                }
+                (From::Extra(i), col) => append_extra(col, self.converted[*i], rec.extras.get(*i)),
+                (from, Col::Str(b)) => {
+                    let value: Option<&str> = match from {
+                        From::Stream => rec.stream,
+                        From::Level => rec.level.as_deref(),
+                        From::Message => rec.message.as_deref(),
+                        From::Fields => rec.fields,
+                        From::Namespace => meta.k8s.namespace.as_deref(),
+                        From::Pod => meta.k8s.pod.as_deref(),
+                        From::Container => meta.k8s.container.as_deref(),
+                        From::Node => meta.k8s.node.as_deref(),
+                        From::Source => Some(&meta.source),
+                        From::File => Some(&meta.path),
+                        From::ParseError => rec.parse_error.as_deref(),
+                        _ => None,
+                    };
+                    b.append_option(value);
+                }
+                // Types were matched to sources in `new`.
+                _ => unreachable!("column type checked against its source in Builder::new"),
+            }
+        }
+        if self.first.is_none() {
+            self.first = Some(format!("{:016x}-{}", meta.fingerprint, rec.offset));
+        }
+        self.rows += 1;
+        self.started.get_or_insert_with(Instant::now);
+    }
+
+    /// Record that every line of `file` before `offset` has been appended or skipped.
+    pub fn progress(&mut self, file: FileId, offset: u64) {
+        match self.acks.iter_mut().find(|(f, _)| *f == file) {
+            Some((_, o)) if *o == offset => return,
+            Some((_, o)) => *o = offset,
+            None => self.acks.push((file, offset)),
+        }
+        self.started.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether `max_rows` or `max_bytes` is reached.
+    pub fn is_full(&self) -> bool {
+        self.rows >= self.limits.max_rows || self.bytes >= self.limits.max_bytes
+    }
+
+    /// When the open batch must be flushed by age, if it holds anything.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.started.map(|s| s + self.limits.max_age)
+    }
+
+    /// Whether the batch holds neither rows nor progress.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0 && self.acks.is_empty()
+    }
+
+    /// Rows in the open batch.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Finish the open batch (`None` when it is empty) and start a new one.
+    pub fn finish(&mut self) -> Option<Batch> {
+        if self.is_empty() {
+            return None;
+        }
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|(_, col)| match col {
+                Col::Ts(b) => ArrayBuilder::finish(b),
+                Col::Str(b) => ArrayBuilder::finish(b),
+                Col::Int(b) => ArrayBuilder::finish(b),
+                Col::Float(b) => ArrayBuilder::finish(b),
+                Col::Bool(b) => ArrayBuilder::finish(b),
+                Col::StrList(b) => ArrayBuilder::finish(b),
+            })
+            .collect();
+        let records = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
+            .expect("builders follow the schema, so the batch is valid");
+        let batch = Batch {
+            id: self.first.take().unwrap_or_else(|| "empty".into()),
+            records,
+            acks: std::mem::take(&mut self.acks),
+            input_bytes: self.bytes,
+        };
+        self.rows = 0;
+        self.bytes = 0;
+        self.started = None;
+        Some(batch)
+    }
+}
+
+/// Time left before `deadline`, saturating at zero.
+pub fn until(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+fn convert(value: Option<&Scalar>, ty: &DataType) -> Result<Converted, ()> {
+    let Some(value) = value else {
+        return Ok(Converted::Null);
+    };
+    Ok(match (ty, value) {
+        (_, Scalar::Other) => return Err(()),
+        (DataType::Utf8, _) => Converted::Str,
+        (DataType::Int64, Scalar::Int(n)) => Converted::Int(*n),
+        (DataType::Int64, Scalar::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            Converted::Int(*f as i64)
+        }
+        (DataType::Int64, Scalar::Str(s)) => Converted::Int(s.trim().parse().map_err(|_| ())?),
+        (DataType::Float64, Scalar::Int(n)) => Converted::Float(*n as f64),
+        (DataType::Float64, Scalar::Float(f)) => Converted::Float(*f),
+        (DataType::Float64, Scalar::Str(s)) => Converted::Float(s.trim().parse().map_err(|_| ())?),
+        (DataType::Boolean, Scalar::Bool(b)) => Converted::Bool(*b),
+        (DataType::Boolean, Scalar::Str(s)) => Converted::Bool(s.trim().parse().map_err(|_| ())?),
+        (DataType::Timestamp(..), Scalar::Str(s)) => Converted::Ts(rfc3339_micros(s).ok_or(())?),
+        _ => return Err(()),
+    })
+}
+
+fn append_extra(col: &mut Col, value: Converted, raw: Option<&Option<Scalar>>) {
+    match (col, value) {
+        (Col::Int(b), Converted::Int(n)) => b.append_value(n),
+        (Col::Float(b), Converted::Float(f)) => b.append_value(f),
+        (Col::Bool(b), Converted::Bool(v)) => b.append_value(v),
+        (Col::Ts(b), Converted::Ts(t)) => b.append_value(t),
+        (Col::Str(b), Converted::Str) => match raw.and_then(Option::as_ref) {
+            Some(Scalar::Str(s)) => b.append_value(s),
+            Some(Scalar::Int(n)) => b.append_value(n.to_string()),
+            Some(Scalar::Float(f)) => b.append_value(f.to_string()),
+            Some(Scalar::Bool(v)) => b.append_value(v.to_string()),
+            _ => b.append_null(),
+        },
+        (col, _) => append_null(col),
+    }
+}
+
+fn append_null(col: &mut Col) {
+    match col {
+        Col::Ts(b) => b.append_null(),
+        Col::Str(b) => b.append_null(),
+        Col::Int(b) => b.append_null(),
+        Col::Float(b) => b.append_null(),
+        Col::Bool(b) => b.append_null(),
+        Col::StrList(b) => b.append(false),
+    }
+}

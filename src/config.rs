@@ -1,0 +1,476 @@
+//! The TOML configuration: Vector-style named sources and sinks.
+//!
+//! Loading substitutes `${VAR}` from the environment, rejects unknown keys,
+//! and checks what serde cannot (at least one source and one sink, sane
+//! limits). Every error names the file, the key and what was expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where checkpoints and other state live; created if missing.
+    pub data_dir: PathBuf,
+    /// How long SIGTERM waits for in-flight batches before exiting.
+    #[serde(default = "default_shutdown_timeout", deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+    /// How often acknowledged offsets are written to disk.
+    #[serde(default = "default_checkpoint_interval", deserialize_with = "duration")]
+    pub checkpoint_interval: Duration,
+    /// BigQuery-style JSON schema file; the bundled `container_log` when absent.
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
+    /// Typed columns extracted from JSON bodies, added to the schema.
+    #[serde(default)]
+    pub columns: Vec<ExtraColumn>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// A typed column filled from a key of the JSON body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ExtraType,
+    /// The JSON key to read; defaults to `name`.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+impl ExtraColumn {
+    /// The JSON key this column is read from.
+    pub fn key(&self) -> &str {
+        self.from.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Types an extracted column can have (BigQuery's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ExtraType {
+    String,
+    Integer,
+    Float,
+    Boolean,
+    Timestamp,
+}
+
+/// A source, selected by its `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    Tail(TailConfig),
+}
+
+/// `type = "tail"`: follow files matching globs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailConfig {
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default)]
+    pub read_from: ReadFrom,
+    /// Longer lines are cut to this length and flagged `truncated`.
+    #[serde(default = "default_max_line_bytes", deserialize_with = "size")]
+    pub max_line_bytes: u64,
+    /// How often the globs are re-evaluated (inotify wakes it sooner).
+    #[serde(default = "default_glob_interval", deserialize_with = "duration")]
+    pub glob_interval: Duration,
+    /// How long a rotated or deleted file is kept open after its last growth.
+    #[serde(default = "default_rotate_wait", deserialize_with = "duration")]
+    pub rotate_wait: Duration,
+}
+
+/// How the lines of a file are framed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// containerd / CRI-O: `<time> <stream> <P|F> <body>`.
+    #[default]
+    Cri,
+    /// Docker json-file: `{"log":..,"stream":..,"time":..}`.
+    Docker,
+    /// One JSON object per line.
+    Json,
+    /// Plain text.
+    Text,
+    /// Decided line by line from what the line looks like.
+    Auto,
+}
+
+/// Where reading starts in a file seen for the first time at start-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    #[default]
+    Beginning,
+    End,
+}
+
+/// When an open batch is flushed: whichever limit is reached first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Bytes of input lines in one batch.
+    #[serde(default = "default_max_bytes", deserialize_with = "size")]
+    pub max_bytes: u64,
+    #[serde(default = "default_max_age", deserialize_with = "duration")]
+    pub max_age: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
+            max_age: default_max_age(),
+        }
+    }
+}
+
+/// A sink, selected by its `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    Parquet(ParquetSinkConfig),
+}
+
+/// `type = "parquet"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    pub url: String,
+    #[serde(default = "default_path_template")]
+    pub path_template: String,
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// Batches this sink writes at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_line_bytes() -> u64 {
+    1 << 20
+}
+fn default_glob_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_rotate_wait() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_rows() -> usize {
+    10_000
+}
+fn default_max_bytes() -> u64 {
+    8 << 20
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_path_template() -> String {
+    tidewater_sinks::parquet::DEFAULT_PATH_TEMPLATE.to_string()
+}
+fn default_zstd_level() -> i32 {
+    1
+}
+fn default_concurrency() -> usize {
+    2
+}
+
+/// Parse `"2s"`, `"500ms"`, `"1m 30s"`.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "expected a duration such as \"2s\" or \"500ms\", got {text:?} ({e})"
+        ))
+    })
+}
+
+/// Parse `"8MiB"`, `"512KiB"`, `"1 MB"` or a plain number of bytes.
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Int(n) => Ok(n),
+        Raw::Text(t) => t
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| b.as_u64())
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "expected a size such as \"8MiB\" or \"512KiB\", got {t:?}"
+                ))
+            }),
+    }
+}
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: line {line}: environment variable {var} is not set (referenced as ${{{var}}})"
+    )]
+    MissingEnv {
+        path: PathBuf,
+        line: usize,
+        var: String,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Read, substitute, parse and check a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parse configuration text; `path` is only used in messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let text = substitute_env(text, path)?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: describe_toml_error(&e, &text),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message: message.to_string(),
+        };
+        if self.sources.is_empty() {
+            return Err(invalid(
+                "sources".into(),
+                "no sources configured: add a [sources.<name>] table with type = \"tail\"",
+            ));
+        }
+        if self.sinks.is_empty() {
+            return Err(invalid(
+                "sinks".into(),
+                "no sinks configured: add a [sinks.<name>] table, e.g. type = \"parquet\", url = \"file://lake\"",
+            ));
+        }
+        for (name, source) in &self.sources {
+            let SourceConfig::Tail(tail) = source;
+            if tail.include.is_empty() {
+                return Err(invalid(
+                    format!("sources.{name}.include"),
+                    "expected at least one glob",
+                ));
+            }
+            for (key, globs) in [("include", &tail.include), ("exclude", &tail.exclude)] {
+                for g in globs {
+                    if let Err(e) = glob::Pattern::new(g) {
+                        return Err(invalid(
+                            format!("sources.{name}.{key}"),
+                            &format!("{g:?} is not a valid glob: {e}"),
+                        ));
+                    }
+                }
+            }
+            if tail.max_line_bytes < 64 {
+                return Err(invalid(
+                    format!("sources.{name}.max_line_bytes"),
+                    "expected at least 64 bytes",
+                ));
+            }
+        }
+        if self.batch.max_rows == 0 {
+            return Err(invalid("batch.max_rows".into(), "expected at least 1"));
+        }
+        if self.batch.max_bytes == 0 {
+            return Err(invalid(
+                "batch.max_bytes".into(),
+                "expected more than 0 bytes",
+            ));
+        }
+        if self.batch.max_age.is_zero() {
+            return Err(invalid("batch.max_age".into(), "expected more than 0s"));
+        }
+        for (name, sink) in &self.sinks {
+            let SinkConfig::Parquet(p) = sink;
+            if p.concurrency == 0 {
+                return Err(invalid(
+                    format!("sinks.{name}.concurrency"),
+                    "expected at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// toml's message already quotes the line and names the key; add the line
+/// number in words for people grepping logs.
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            if message.contains("line") {
+                message
+            } else {
+                format!("line {line}: {message}")
+            }
+        }
+        None => message,
+    }
+}
+
+/// Replace `${VAR}` with the variable's value; `$${` is a literal `${`.
+fn substitute_env(text: &str, path: &Path) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        if at > 0 && rest.as_bytes()[at - 1] == b'$' {
+            out.push_str(&rest[..at - 1]);
+            out.push_str("${");
+            rest = &rest[at + 2..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[at..]);
+            rest = "";
+            break;
+        };
+        let var = &after[..end];
+        match std::env::var(var) {
+            Ok(value) => out.push_str(&value),
+            Err(_) => {
+                let line = text[..text.len() - rest.len() + at].matches('\n').count() + 1;
+                return Err(ConfigError::MissingEnv {
+                    path: path.to_path_buf(),
+                    line,
+                    var: var.to_string(),
+                });
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Format::Cri => "cri",
+            Format::Docker => "docker",
+            Format::Json => "json",
+            Format::Text => "text",
+            Format::Auto => "auto",
+        };
+        f.write_str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+data_dir = "state"
+[sources.app]
+type = "tail"
+include = ["logs/*.log"]
+exclude = []
+format = "cri"
+read_from = "beginning"
+[batch]
+max_rows = 10000
+max_bytes = "8MiB"
+max_age = "2s"
+[sinks.lake]
+type = "parquet"
+url = "file://lake"
+"#;
+
+    fn load(text: &str) -> Result<Config, String> {
+        Config::from_toml(text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_documented_example_loads() {
+        let c = load(GOOD).expect("valid");
+        assert_eq!(c.batch.max_bytes, 8 << 20);
+        assert_eq!(c.batch.max_age, Duration::from_secs(2));
+        let SourceConfig::Tail(t) = &c.sources["app"];
+        assert_eq!(t.format, Format::Cri);
+        assert_eq!(t.max_line_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load(&GOOD.replace("exclude = []", "exclde = []")).expect_err("unknown key");
+        assert!(e.contains("exclde"), "{e}");
+        let e =
+            load(&GOOD.replace("max_age = \"2s\"", "max_age = \"2 fortnights\"")).expect_err("bad");
+        assert!(e.contains("max_age") && e.contains("duration"), "{e}");
+        let e = load(&GOOD.replace("max_rows = 10000", "max_rows = \"many\"")).expect_err("type");
+        assert!(e.contains("max_rows"), "{e}");
+        let e = load(&GOOD.replace("format = \"cri\"", "format = \"xml\"")).expect_err("variant");
+        assert!(e.contains("xml"), "{e}");
+    }
+
+    #[test]
+    fn env_vars_are_substituted_and_missing_ones_named() {
+        std::env::set_var("TIDEWATER_TEST_LAKE", "file://elsewhere");
+        let c = load(&GOOD.replace("\"file://lake\"", "\"${TIDEWATER_TEST_LAKE}\"")).expect("ok");
+        let SinkConfig::Parquet(p) = &c.sinks["lake"];
+        assert_eq!(p.url, "file://elsewhere");
+        let e = load(&GOOD.replace("\"state\"", "\"${TIDEWATER_NOT_SET_X}\"")).expect_err("unset");
+        assert!(
+            e.contains("TIDEWATER_NOT_SET_X") && e.contains("line 2"),
+            "{e}"
+        );
+    }
+}

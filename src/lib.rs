@@ -1,0 +1,17 @@
+//! tidewater: tails container logs, parses them, batches them into Arrow and
+//! delivers them to a Parquet data lake, at least once.
+//!
+//! Data flows one way — [`source`] → [`parse`] → [`batch`] → sinks
+//! (`tidewater-sinks`) — and acknowledgements flow back through [`ack`] to
+//! [`checkpoint`]; [`pipeline`] wires the stages together.
+
+pub mod ack;
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod dead_letter;
+pub mod parse;
+pub mod pipeline;
+pub mod schema;
+pub mod source;
+pub mod stats;

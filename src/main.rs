@@ -1,0 +1,218 @@
+//! The `tidewater` command.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tidewater::config::Config;
+use tidewater::pipeline::{Ending, Pipeline};
+use tidewater::schema::TableSchema;
+use tidewater::stats::Stats;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Ship the bundled sample logs into a local Parquet lake, then exit
+  tidewater run --once --config examples/quickstart.toml
+
+  # Follow logs until SIGTERM (a Kubernetes sidecar or DaemonSet)
+  tidewater run --config /etc/tidewater/tidewater.toml
+
+  # Check a configuration without running it
+  tidewater validate --config tidewater.toml
+
+  # Print the table schema (Arrow, or BigQuery JSON for `bq mk`)
+  tidewater schema --format bigquery";
+
+/// Tails container logs and ships them to a Parquet data lake, at least once.
+#[derive(Parser)]
+#[command(name = "tidewater", version, about, after_help = EXAMPLES)]
+struct Cli {
+    /// Log output: text on a terminal and JSON otherwise by default.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tail, parse and deliver logs.
+    Run {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Read every matched file to its end, deliver everything, write the
+        /// checkpoint and exit (backfills, benchmarks).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check a configuration file and exit: 0 when it is valid, 2 otherwise.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the table schema.
+    Schema {
+        #[arg(long, value_enum, default_value_t = SchemaFormat::Arrow)]
+        format: SchemaFormat,
+        /// Include the extra columns and schema file of this configuration.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SchemaFormat {
+    Arrow,
+    Bigquery,
+}
+
+/// Exit code for an unusable configuration.
+const CONFIG_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Validate { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("config OK: {}", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(&e),
+        },
+        Command::Schema { format, config } => match print_schema(format, config.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(CONFIG_ERROR)
+            }
+        },
+        Command::Run { config, once } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            match run(config, once) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn config_error(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: invalid configuration: {e}");
+    ExitCode::from(CONFIG_ERROR)
+}
+
+fn run(config: Config, once: bool) -> anyhow::Result<()> {
+    let base_dir = std::env::current_dir().context("cannot read the working directory")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let stats = Arc::new(Stats::default());
+    let result = runtime.block_on(async {
+        let pipeline = Pipeline::build(config, &base_dir)?;
+        let progress =
+            (once && std::io::stderr().is_terminal()).then(|| spawn_progress(Arc::clone(&stats)));
+        let ending = pipeline.run(once, Arc::clone(&stats)).await;
+        if let Some(p) = progress {
+            p.abort();
+        }
+        ending
+    });
+    let summary = stats.summary();
+    println!("{}", serde_json::to_string(&summary).context("summary")?);
+    match result? {
+        Ending::Drained => tracing::info!(
+            records = summary.records,
+            rows_delivered = summary.rows_delivered,
+            "done"
+        ),
+        Ending::DeadlineExceeded { in_flight } => {
+            tracing::warn!(in_flight, "stopped before every batch was delivered")
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr for `run --once`: bytes, records/s, ETA.
+fn spawn_progress(stats: Arc<Stats>) -> tokio::task::JoinHandle<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use std::sync::atomic::Ordering::Relaxed;
+    tokio::spawn(async move {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let started = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            bar.set_length(stats.bytes_total.load(Relaxed));
+            bar.set_position(stats.bytes.load(Relaxed));
+            let rate =
+                stats.records.load(Relaxed) as f64 / started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!("{rate:.0} records/s"));
+        }
+    })
+}
+
+fn print_schema(format: SchemaFormat, config: Option<&Path>) -> anyhow::Result<()> {
+    let (path, extra) = match config {
+        Some(c) => {
+            let config = Config::load(c)?;
+            (config.schema.clone(), config.columns.clone())
+        }
+        None => (None, Vec::new()),
+    };
+    let schema = TableSchema::load(path.as_deref(), &extra)?;
+    match format {
+        SchemaFormat::Bigquery => println!("{}", schema.to_bigquery_json()),
+        SchemaFormat::Arrow => {
+            for field in schema.arrow().fields() {
+                let null = if field.is_nullable() { "" } else { " not null" };
+                println!("{}: {}{null}", field.name(), field.data_type());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("TIDEWATER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

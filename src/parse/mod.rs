@@ -1,0 +1,489 @@
+//! Turning lines into records.
+//!
+//! A [`FileParser`] belongs to one file: it frames each line (CRI, Docker
+//! json-file, JSON, text), joins the pieces the runtime split (CRI `P`
+//! lines, Docker's 16 KiB chunks) and parses JSON bodies. Nothing is dropped:
+//! a line that does not parse becomes a record whose `message` is the raw
+//! text, flagged `parse_error`.
+//!
+//! Records borrow from the line (or from the parser's join buffer), so the
+//! common path allocates nothing per line.
+
+pub mod body;
+pub mod k8s;
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::config::Format;
+use body::{rfc3339_micros, Scalar};
+
+/// Per-record quality flags, stored as the `flags` list column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags(u8);
+
+impl Flags {
+    /// The line was longer than `max_line_bytes` and was cut.
+    pub const TRUNCATED: Flags = Flags(1);
+    /// The line was not valid UTF-8; invalid bytes became U+FFFD.
+    pub const INVALID_UTF8: Flags = Flags(2);
+    /// The line did not parse in the configured format.
+    pub const PARSE_ERROR: Flags = Flags(4);
+    /// A split record whose final piece never came (file ended or was truncated).
+    pub const PARTIAL: Flags = Flags(8);
+    /// An extra column's value did not convert to its type (it stays in `fields`).
+    pub const CONVERSION_ERROR: Flags = Flags(16);
+
+    const NAMES: [(Flags, &'static str); 5] = [
+        (Flags::TRUNCATED, "truncated"),
+        (Flags::INVALID_UTF8, "invalid_utf8"),
+        (Flags::PARSE_ERROR, "parse_error"),
+        (Flags::PARTIAL, "partial"),
+        (Flags::CONVERSION_ERROR, "conversion_error"),
+    ];
+
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn insert(&mut self, other: Flags) {
+        self.0 |= other.0;
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// The names of the set flags.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .filter(move |(f, _)| self.contains(*f))
+            .map(|(_, n)| n)
+    }
+}
+
+/// One log record, borrowing from the line it came from.
+#[derive(Debug, Default)]
+pub struct Record<'a> {
+    /// The runtime's or the body's timestamp; `None` means "when observed".
+    pub timestamp_us: Option<i64>,
+    pub stream: Option<&'a str>,
+    pub level: Option<Cow<'a, str>>,
+    pub message: Option<Cow<'a, str>>,
+    /// The JSON body text, when the body is a JSON object.
+    pub fields: Option<&'a str>,
+    /// Byte offset of the record's first line in its file.
+    pub offset: u64,
+    pub flags: Flags,
+    pub parse_error: Option<String>,
+    /// Values for the configured extra columns (empty when none are configured).
+    pub extras: Vec<Option<Scalar<'a>>>,
+}
+
+/// A record split over several lines, waiting for its last piece.
+#[derive(Debug, Default)]
+struct Pending {
+    text: String,
+    offset: u64,
+    timestamp_us: Option<i64>,
+    flags: Flags,
+    active: bool,
+}
+
+/// Parses the lines of one file, in order.
+pub struct FileParser {
+    format: Format,
+    extra_keys: std::sync::Arc<[String]>,
+    max_record_bytes: usize,
+    /// Split records per stream: stdout, stderr.
+    pending: [Pending; 2],
+}
+
+const STREAMS: [&str; 2] = ["stdout", "stderr"];
+
+impl FileParser {
+    pub fn new(
+        format: Format,
+        extra_keys: std::sync::Arc<[String]>,
+        max_record_bytes: usize,
+    ) -> Self {
+        Self {
+            format,
+            extra_keys,
+            max_record_bytes,
+            pending: Default::default(),
+        }
+    }
+
+    /// Offset of the earliest line held back in a split record, if any: a
+    /// checkpoint must not pass it.
+    pub fn pending_offset(&self) -> Option<u64> {
+        self.pending
+            .iter()
+            .filter(|p| p.active)
+            .map(|p| p.offset)
+            .min()
+    }
+
+    /// Parse one line (without its `\n`) read at `offset`; `emit` is called
+    /// with each record it completes (none for a `P` line, one otherwise).
+    pub fn line<F: FnMut(&Record)>(
+        &mut self,
+        raw: &[u8],
+        offset: u64,
+        mut flags: Flags,
+        emit: &mut F,
+    ) {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let text = String::from_utf8_lossy(raw);
+        if matches!(text, Cow::Owned(_)) {
+            flags.insert(Flags::INVALID_UTF8);
+        }
+        let format = match self.format {
+            Format::Auto => detect(&text),
+            f => f,
+        };
+        match format {
+            Format::Cri => self.cri(&text, offset, flags, emit),
+            Format::Docker => self.docker(&text, offset, flags, emit),
+            Format::Json => {
+                let mut rec = Record {
+                    offset,
+                    flags,
+                    ..Record::default()
+                };
+                if text.trim_start().starts_with('{') {
+                    self.body(&text, &mut rec);
+                } else {
+                    rec.message = Some(Cow::Borrowed(&text));
+                    rec.flags.insert(Flags::PARSE_ERROR);
+                    rec.parse_error = Some("not a JSON object".into());
+                }
+                emit(&rec);
+            }
+            Format::Text | Format::Auto => emit(&text_record(&text, offset, flags)),
+        }
+    }
+
+    /// Emit every held-back split record, flagged `partial` (the file ended
+    /// or was truncated before their final piece).
+    pub fn flush<F: FnMut(&Record)>(&mut self, emit: &mut F) {
+        for i in 0..self.pending.len() {
+            if !self.pending[i].active {
+                continue;
+            }
+            let p = std::mem::take(&mut self.pending[i]);
+            let mut rec = Record {
+                offset: p.offset,
+                timestamp_us: p.timestamp_us,
+                stream: Some(STREAMS[i]),
+                flags: p.flags,
+                ..Record::default()
+            };
+            rec.flags.insert(Flags::PARTIAL);
+            self.body(&p.text, &mut rec);
+            emit(&rec);
+        }
+    }
+
+    fn cri<F: FnMut(&Record)>(&mut self, text: &str, offset: u64, flags: Flags, emit: &mut F) {
+        let Some((ts, stream, tag, body)) = split_cri(text) else {
+            emit(&parse_failure(
+                text,
+                offset,
+                flags,
+                "not a CRI line: expected '<RFC 3339 time> <stdout|stderr> <P|F> <message>'",
+            ));
+            return;
+        };
+        let Some(ts_us) = rfc3339_micros(ts) else {
+            emit(&parse_failure(
+                text,
+                offset,
+                flags,
+                "not a CRI line: the time is not RFC 3339",
+            ));
+            return;
+        };
+        let partial = tag.starts_with('P');
+        self.piece(stream, body, partial, ts_us, offset, flags, emit);
+    }
+
+    fn docker<F: FnMut(&Record)>(&mut self, text: &str, offset: u64, flags: Flags, emit: &mut F) {
+        #[derive(Deserialize)]
+        struct Line<'a> {
+            #[serde(borrow)]
+            log: Cow<'a, str>,
+            #[serde(borrow, default)]
+            stream: Cow<'a, str>,
+            #[serde(borrow, default)]
+            time: Cow<'a, str>,
+        }
+        let line: Line = match serde_json::from_str(text) {
+            Ok(l) => l,
+            Err(e) => {
+                emit(&parse_failure(
+                    text,
+                    offset,
+                    flags,
+                    &format!("not a Docker json-file line: {e}"),
+                ));
+                return;
+            }
+        };
+        let ts_us = rfc3339_micros(&line.time).unwrap_or(i64::MIN);
+        let (body, partial) = match line.log.strip_suffix('\n') {
+            Some(b) => (b.strip_suffix('\r').unwrap_or(b), false),
+            None => (line.log.as_ref(), true),
+        };
+        let stream = if line.stream == "stderr" {
+            "stderr"
+        } else {
+            "stdout"
+        };
+        self.piece(stream, body, partial, ts_us, offset, flags, emit);
+    }
+
+    /// One piece of a possibly split record (CRI `P`/`F`, Docker chunks).
+    #[allow(clippy::too_many_arguments)]
+    fn piece<F: FnMut(&Record)>(
+        &mut self,
+        stream: &str,
+        body: &str,
+        partial: bool,
+        ts_us: i64,
+        offset: u64,
+        flags: Flags,
+        emit: &mut F,
+    ) {
+        let slot = usize::from(stream == "stderr");
+        let ts = (ts_us != i64::MIN).then_some(ts_us);
+        let stream = STREAMS[slot];
+        if !partial && !self.pending[slot].active {
+            let mut rec = Record {
+                timestamp_us: ts,
+                stream: Some(stream),
+                offset,
+                flags,
+                ..Record::default()
+            };
+            self.body(body, &mut rec);
+            emit(&rec);
+            return;
+        }
+        let max = self.max_record_bytes;
+        let p = &mut self.pending[slot];
+        if !p.active {
+            p.active = true;
+            p.offset = offset;
+            p.timestamp_us = ts;
+            p.flags = flags;
+            p.text.clear();
+        } else {
+            p.flags.insert(flags);
+        }
+        let room = max.saturating_sub(p.text.len());
+        if body.len() > room {
+            let mut cut = room;
+            while !body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            p.text.push_str(&body[..cut]);
+            p.flags.insert(Flags::TRUNCATED);
+        } else {
+            p.text.push_str(body);
+        }
+        if partial {
+            return;
+        }
+        let p = std::mem::take(&mut self.pending[slot]);
+        let mut rec = Record {
+            timestamp_us: p.timestamp_us,
+            stream: Some(stream),
+            offset: p.offset,
+            flags: p.flags,
+            ..Record::default()
+        };
+        self.body(&p.text, &mut rec);
+        emit(&rec);
+        // Keep the join buffer's allocation for the next split record.
+        let mut text = p.text;
+        text.clear();
+        self.pending[slot].text = text;
+    }
+
+    /// Fill message, level, fields and extras from a body.
+    fn body<'a>(&self, body: &'a str, rec: &mut Record<'a>) {
+        if !body.trim_start().starts_with('{') {
+            rec.message = Some(Cow::Borrowed(body));
+            return;
+        }
+        match body::parse(body, &self.extra_keys) {
+            Ok(b) => {
+                rec.message = Some(b.message.unwrap_or(Cow::Borrowed(body)));
+                rec.level = b.level;
+                rec.fields = Some(body);
+                if rec.timestamp_us.is_none() {
+                    rec.timestamp_us = b.time_us;
+                }
+                rec.extras = b.extras;
+            }
+            Err(e) => {
+                rec.message = Some(Cow::Borrowed(body));
+                rec.flags.insert(Flags::PARSE_ERROR);
+                rec.parse_error = Some(format!("invalid JSON body: {e}"));
+            }
+        }
+    }
+}
+
+/// `<time> <stream> <tag> <body>`; the body may be empty.
+fn split_cri(text: &str) -> Option<(&str, &str, &str, &str)> {
+    let (ts, rest) = text.split_once(' ')?;
+    let (stream, rest) = rest.split_once(' ')?;
+    if stream != "stdout" && stream != "stderr" {
+        return None;
+    }
+    let (tag, body) = rest.split_once(' ').unwrap_or((rest, ""));
+    if !(tag.starts_with('P') || tag.starts_with('F')) {
+        return None;
+    }
+    Some((ts, stream, tag, body))
+}
+
+fn parse_failure<'a>(text: &'a str, offset: u64, mut flags: Flags, why: &str) -> Record<'a> {
+    flags.insert(Flags::PARSE_ERROR);
+    Record {
+        message: Some(Cow::Borrowed(text)),
+        offset,
+        flags,
+        parse_error: Some(why.to_string()),
+        ..Record::default()
+    }
+}
+
+/// A text line: the raw line as message; a leading RFC 3339 time and level
+/// word (`2026-11-22T03:00:00Z WARN ...`) are recognised when present.
+fn text_record(text: &str, offset: u64, flags: Flags) -> Record<'_> {
+    let mut rec = Record {
+        message: Some(Cow::Borrowed(text)),
+        offset,
+        flags,
+        ..Record::default()
+    };
+    let mut words = text.splitn(3, ' ');
+    if let Some(ts) = words.next().and_then(rfc3339_micros) {
+        rec.timestamp_us = Some(ts);
+        if let Some(word) = words.next() {
+            let word = word.trim_matches(|c| c == '[' || c == ']' || c == ':');
+            let level = body::normalize_level(word);
+            if matches!(level, Cow::Borrowed(_)) && word.len() > 1 {
+                rec.level = Some(level);
+            }
+        }
+    }
+    rec
+}
+
+/// Decide a line's format from its shape (for `format = "auto"`).
+fn detect(text: &str) -> Format {
+    if text.starts_with("{\"log\":") {
+        Format::Docker
+    } else if text.starts_with('{') {
+        Format::Json
+    } else if split_cri(text).is_some() {
+        Format::Cri
+    } else {
+        Format::Text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(format: Format, lines: &[&[u8]]) -> Vec<(u64, String, Option<String>, Flags)> {
+        let mut p = FileParser::new(format, Vec::new().into(), 1 << 20);
+        let mut out = Vec::new();
+        let mut offset = 0;
+        for l in lines {
+            p.line(l, offset, Flags::default(), &mut |r: &Record| {
+                out.push((
+                    r.offset,
+                    r.message.as_deref().unwrap_or_default().to_string(),
+                    r.level.as_deref().map(str::to_string),
+                    r.flags,
+                ))
+            });
+            offset += l.len() as u64 + 1;
+        }
+        p.flush(&mut |r: &Record| {
+            out.push((
+                r.offset,
+                r.message.as_deref().unwrap_or_default().to_string(),
+                None,
+                r.flags,
+            ))
+        });
+        out
+    }
+
+    #[test]
+    fn cri_partial_lines_are_joined_per_stream() {
+        let lines: [&[u8]; 4] = [
+            b"2026-11-22T03:00:00.1Z stdout P {\"level\":\"info\",",
+            b"2026-11-22T03:00:00.2Z stderr F plain error",
+            b"2026-11-22T03:00:00.3Z stdout P \"msg\":\"hel",
+            b"2026-11-22T03:00:00.4Z stdout F lo\"}",
+        ];
+        let out = parse_all(Format::Cri, &lines);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].1, "plain error");
+        assert_eq!(
+            (out[1].0, out[1].1.as_str(), out[1].2.as_deref()),
+            (0, "hello", Some("info"))
+        );
+    }
+
+    #[test]
+    fn unfinished_split_records_are_flushed_as_partial() {
+        let out = parse_all(Format::Cri, &[b"2026-11-22T03:00:00Z stdout P half"]);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].3.contains(Flags::PARTIAL));
+    }
+
+    #[test]
+    fn bad_lines_are_kept_raw_and_flagged() {
+        let out = parse_all(
+            Format::Cri,
+            &[
+                b"2026-11-22T03:00:00Z stdout",
+                b"\xff\xfe stdout F x",
+                b"2026-11-22T03:00:00Z stdout F {\"msg\":",
+            ],
+        );
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].1, "2026-11-22T03:00:00Z stdout");
+        assert!(out.iter().all(|r| r.3.contains(Flags::PARSE_ERROR)));
+        assert!(out[1].3.contains(Flags::INVALID_UTF8));
+    }
+
+    #[test]
+    fn docker_chunks_are_joined() {
+        let out = parse_all(
+            Format::Docker,
+            &[
+                br#"{"log":"{\"msg\":\"a","stream":"stdout","time":"2026-11-22T03:00:00Z"}"#,
+                br#"{"log":"b\"}\r\n","stream":"stdout","time":"2026-11-22T03:00:00Z"}"#,
+            ],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, "ab");
+    }
+
+    #[test]
+    fn text_lines_keep_the_line_and_find_the_level() {
+        let out = parse_all(Format::Auto, &[b"2026-11-22T03:00:00.002Z WARN disk low\r"]);
+        assert_eq!(out[0].1, "2026-11-22T03:00:00.002Z WARN disk low");
+        assert_eq!(out[0].2.as_deref(), Some("warn"));
+    }
+}

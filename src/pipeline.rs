@@ -1,0 +1,367 @@
+//! Wiring the stages together: sources → fan-out → sinks, and acks back.
+//!
+//! ```text
+//!  tail thread(s) ──Batch──► dispatcher ──► sink queue ──► N workers per sink
+//!        ▲   (bounded: 2)       │ register     (bounded)        │ deliver, retry
+//!        │                      ▼                               ▼
+//!   checkpoints ◄── commit ── AckTracker ◄────────── ack ───────┘
+//! ```
+//!
+//! Every queue is bounded, so a slow sink stops the readers (the files are
+//! the buffer). A batch is acknowledged by a sink only when it answered
+//! delivered, or rejected rows that were written to the dead letter; the
+//! tracker then commits offsets in file order. On SIGTERM/SIGINT the readers
+//! stop, open batches are flushed and delivered up to `shutdown_timeout`, and
+//! the checkpoint is written; a second signal exits at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tidewater_sinks::parquet::{ParquetConfig, ParquetSink};
+use tidewater_sinks::{Delivery, Sink, SinkBatch};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::ack::{AckTracker, BatchId};
+use crate::batch::{Batch, Builder};
+use crate::checkpoint::{self, Checkpoints};
+use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::schema::TableSchema;
+use crate::source::tail::{Tail, TailContext};
+use crate::stats::Stats;
+
+/// Batches waiting between the sources and the dispatcher.
+const SOURCE_QUEUE: usize = 2;
+
+/// How `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Everything read was delivered and checkpointed.
+    Drained,
+    /// The shutdown deadline passed with batches still in flight; they will
+    /// be read again on the next start.
+    DeadlineExceeded { in_flight: usize },
+}
+
+struct Dispatched {
+    id: BatchId,
+    batch: SinkBatch,
+}
+
+/// Everything built from a configuration, before anything runs.
+pub struct Pipeline {
+    config: Config,
+    base_dir: PathBuf,
+    data_dir: PathBuf,
+    schema: TableSchema,
+    sinks: Vec<(Arc<dyn Sink>, usize)>,
+    _lock: std::fs::File,
+}
+
+impl Pipeline {
+    /// Check the schema, open the sinks and take the data dir's lock.
+    pub fn build(config: Config, base_dir: &Path) -> anyhow::Result<Self> {
+        let data_dir = base_dir.join(&config.data_dir);
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("data_dir: cannot create {}", data_dir.display()))?;
+        let lock = lock_data_dir(&data_dir)?;
+        let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
+        // Fail now, not in a reader thread, if the schema cannot be filled.
+        Builder::new(&schema, &config.columns, config.batch.clone())
+            .map_err(|e| anyhow::anyhow!("schema: {e}"))?;
+        let arrow = schema.arrow();
+        let mut sinks: Vec<(Arc<dyn Sink>, usize)> = Vec::new();
+        for (name, sink) in &config.sinks {
+            match sink {
+                SinkConfig::Parquet(p) => {
+                    let cfg = ParquetConfig {
+                        url: p.url.clone(),
+                        path_template: p.path_template.clone(),
+                        zstd_level: p.zstd_level,
+                    };
+                    sinks.push((
+                        Arc::new(ParquetSink::new(name, &cfg, &arrow, base_dir)?),
+                        p.concurrency,
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            config,
+            base_dir: base_dir.to_path_buf(),
+            data_dir,
+            schema,
+            sinks,
+            _lock: lock,
+        })
+    }
+
+    /// Run until the sources end (`once`) or a signal stops them.
+    pub async fn run(self, once: bool, stats: Arc<Stats>) -> anyhow::Result<Ending> {
+        let checkpoints = Arc::new(Mutex::new(Checkpoints::open(&self.data_dir)?));
+        let tracker = Arc::new(Mutex::new(AckTracker::new(
+            self.sinks.len(),
+            Arc::clone(&checkpoints),
+        )));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(SOURCE_QUEUE);
+
+        // Sources: one thread each (reading and parsing are blocking CPU work).
+        let extra_keys: Arc<[String]> = self
+            .config
+            .columns
+            .iter()
+            .map(|c| c.key().to_string())
+            .collect();
+        let mut readers = Vec::new();
+        for (name, source) in &self.config.sources {
+            let SourceConfig::Tail(tail) = source;
+            let cx = TailContext {
+                name: name.clone(),
+                config: tail.clone(),
+                base_dir: self.base_dir.clone(),
+                extra_keys: Arc::clone(&extra_keys),
+                builder: Builder::new(
+                    &self.schema,
+                    &self.config.columns,
+                    self.config.batch.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!("schema: {e}"))?,
+                batches: batch_tx.clone(),
+                checkpoints: Arc::clone(&checkpoints),
+                stats: Arc::clone(&stats),
+                shutdown: Arc::clone(&shutdown),
+                once,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("tail-{name}"))
+                .spawn(move || Tail::new(cx).run())
+                .context("cannot start a reader thread")?;
+            readers.push(thread);
+        }
+        drop(batch_tx);
+
+        // Sinks: a bounded queue each, drained by `concurrency` workers.
+        let mut workers = JoinSet::new();
+        let mut queues = Vec::new();
+        for (sink, concurrency) in &self.sinks {
+            let (tx, rx) = mpsc::channel::<Arc<Dispatched>>(*concurrency);
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            for _ in 0..*concurrency {
+                workers.spawn(worker(
+                    Arc::clone(sink),
+                    Arc::clone(&rx),
+                    Arc::clone(&tracker),
+                    Arc::clone(&stats),
+                    self.data_dir.clone(),
+                ));
+            }
+            queues.push(tx);
+        }
+
+        // Dispatcher: register each batch, then offer it to every sink.
+        let dispatch_tracker = Arc::clone(&tracker);
+        let dispatcher = tokio::spawn(async move {
+            while let Some(batch) = batch_rx.recv().await {
+                let rows = batch.records.num_rows();
+                let id = lock(&dispatch_tracker).register(batch.acks);
+                if rows == 0 {
+                    // Only progress (skipped empty lines): nothing to deliver.
+                    let mut t = lock(&dispatch_tracker);
+                    for _ in 0..queues.len() {
+                        t.ack(id);
+                    }
+                    continue;
+                }
+                let item = Arc::new(Dispatched {
+                    id,
+                    batch: SinkBatch {
+                        id: batch.id,
+                        records: batch.records,
+                    },
+                });
+                for q in &queues {
+                    if q.send(Arc::clone(&item)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+
+        // Checkpoint writer.
+        let writer_store = Arc::clone(&checkpoints);
+        let interval = self.config.checkpoint_interval;
+        let checkpoint_writer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = save(&writer_store).await {
+                    tracing::error!(error = %e, "cannot write the checkpoint; will retry");
+                }
+            }
+        });
+
+        let drain = async {
+            for r in readers {
+                match tokio::task::spawn_blocking(move || r.join()).await {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(e))) => tracing::error!(error = %e, "source stopped"),
+                    _ => tracing::error!("a source thread panicked"),
+                }
+            }
+            let _ = dispatcher.await;
+            while workers.join_next().await.is_some() {}
+        };
+        tokio::pin!(drain);
+
+        let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let mut deadline: Option<Instant> = None;
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let ending = loop {
+            tokio::select! {
+                _ = &mut drain => break Ending::Drained,
+                _ = sigterm.recv() => {}
+                _ = sigint.recv() => {}
+                _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
+                    let in_flight = lock(&tracker).in_flight();
+                    tracing::warn!(in_flight, "shutdown deadline passed; undelivered batches will be read again on the next start");
+                    break Ending::DeadlineExceeded { in_flight };
+                }
+            }
+            // A signal arrived.
+            if deadline.is_some() {
+                tracing::warn!("second signal: exiting now without draining");
+                let _ = save(&checkpoints).await;
+                std::process::exit(130);
+            }
+            tracing::info!(timeout = ?self.config.shutdown_timeout, "stopping: draining in-flight batches");
+            shutdown.store(true, Ordering::Relaxed);
+            deadline = Some(Instant::now() + self.config.shutdown_timeout);
+        };
+        shutdown.store(true, Ordering::Relaxed);
+        checkpoint_writer.abort();
+        save(&checkpoints)
+            .await
+            .context("writing the final checkpoint")?;
+        Ok(ending)
+    }
+}
+
+/// Deliver batches from `queue` to `sink`, retrying transient failures with
+/// exponential backoff and jitter for as long as it takes.
+async fn worker(
+    sink: Arc<dyn Sink>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Arc<Dispatched>>>>,
+    tracker: Arc<Mutex<AckTracker>>,
+    stats: Arc<Stats>,
+    data_dir: PathBuf,
+) {
+    loop {
+        let Some(item) = queue.lock().await.recv().await else {
+            return;
+        };
+        let rows = item.batch.records.num_rows() as u64;
+        let mut backoff = Backoff::default();
+        loop {
+            match sink.deliver(&item.batch).await {
+                Delivery::Delivered => {
+                    Stats::add(&stats.rows_delivered, rows);
+                    break;
+                }
+                Delivery::Rejected(rejected) => {
+                    let dir = data_dir.clone();
+                    let (name, batch, r) = (
+                        sink.name().to_string(),
+                        item.batch.clone(),
+                        rejected.clone(),
+                    );
+                    let written = tokio::task::spawn_blocking(move || {
+                        crate::dead_letter::write(&dir, &name, &batch, &r)
+                    })
+                    .await;
+                    match written {
+                        Ok(Ok(path)) => {
+                            tracing::warn!(sink = sink.name(), rows = rejected.len(), path = %path.display(), reason = %rejected[0].reason, "rows rejected; written to the dead letter");
+                            Stats::add(&stats.rows_dead_lettered, rejected.len() as u64);
+                            Stats::add(&stats.rows_delivered, rows - rejected.len() as u64);
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(sink = sink.name(), error = %e, "cannot write the dead letter; will retry")
+                        }
+                        Err(e) => {
+                            tracing::error!(sink = sink.name(), error = %e, "dead-letter task failed; will retry")
+                        }
+                    }
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Delivery::Retry(e) => {
+                    Stats::add(&stats.sink_retries, 1);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(sink = sink.name(), batch = %item.batch.id, error = %e, retry_in = ?delay, "delivery failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        lock(&tracker).ack(item.id);
+    }
+}
+
+/// Exponential backoff with full jitter: 100 ms doubling up to 30 s.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let cap = Duration::from_millis(100u64.saturating_mul(1 << self.attempt.min(9)))
+            .min(Duration::from_secs(30));
+        self.attempt += 1;
+        cap.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    }
+}
+
+async fn save(store: &Arc<Mutex<Checkpoints>>) -> anyhow::Result<()> {
+    let (path, changes) = {
+        let mut s = lock(store);
+        (s.path().to_path_buf(), s.take_changes())
+    };
+    if let Some(files) = changes {
+        tokio::task::spawn_blocking(move || checkpoint::write(&path, files)).await??;
+    }
+    Ok(())
+}
+
+/// One process per data dir: two would overwrite each other's checkpoints.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("data_dir: cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data_dir {} is in use by another tidewater process (lock file {})",
+            data_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("data_dir: cannot lock {}", path.display()))
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

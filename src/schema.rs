@@ -1,0 +1,183 @@
+//! The table schema, read from a BigQuery JSON schema file.
+//!
+//! `schemas/container_log.json` is the single source of truth: the Arrow
+//! schema of every batch (and so the Parquet files) is derived from it here,
+//! and later the BigQuery table. Typed columns declared in the config
+//! (`[[columns]]`) are appended when the file lacks them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ExtraColumn, ExtraType};
+
+/// The bundled schema of container log records.
+pub const CONTAINER_LOG: &str = include_str!("../schemas/container_log.json");
+
+/// One column in BigQuery's JSON schema format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(default = "nullable")]
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn nullable() -> String {
+    "NULLABLE".into()
+}
+
+/// A table schema: ordered columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSchema {
+    pub columns: Vec<Column>,
+}
+
+/// A schema that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("schema {origin}: {message}")]
+pub struct SchemaError {
+    origin: String,
+    message: String,
+}
+
+impl TableSchema {
+    /// The bundled `container_log` schema, or the file at `path`, plus `extra`.
+    pub fn load(path: Option<&Path>, extra: &[ExtraColumn]) -> Result<Self, SchemaError> {
+        let (origin, text) = match path {
+            Some(p) => (
+                p.display().to_string(),
+                std::fs::read_to_string(p).map_err(|e| SchemaError {
+                    origin: p.display().to_string(),
+                    message: e.to_string(),
+                })?,
+            ),
+            None => (
+                "container_log (bundled)".to_string(),
+                CONTAINER_LOG.to_string(),
+            ),
+        };
+        let err = |message: String| SchemaError {
+            origin: origin.clone(),
+            message,
+        };
+        let mut columns: Vec<Column> = serde_json::from_str(&text).map_err(|e| {
+            err(format!(
+                "not a BigQuery JSON schema (an array of columns): {e}"
+            ))
+        })?;
+        for x in extra {
+            if columns.iter().any(|c| c.name == x.name) {
+                continue;
+            }
+            columns.push(Column {
+                name: x.name.clone(),
+                ty: bigquery_type(x.ty).into(),
+                mode: "NULLABLE".into(),
+                description: Some(format!("extracted from the JSON body key {:?}", x.key())),
+            });
+        }
+        let schema = Self { columns };
+        for c in &schema.columns {
+            arrow_field(c).map_err(err)?;
+        }
+        Ok(schema)
+    }
+
+    /// The Arrow schema every batch has.
+    pub fn arrow(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| arrow_field(c).expect("checked in load"))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The schema as BigQuery JSON.
+    pub fn to_bigquery_json(&self) -> String {
+        serde_json::to_string_pretty(&self.columns).expect("columns serialize")
+    }
+}
+
+fn bigquery_type(t: ExtraType) -> &'static str {
+    match t {
+        ExtraType::String => "STRING",
+        ExtraType::Integer => "INTEGER",
+        ExtraType::Float => "FLOAT",
+        ExtraType::Boolean => "BOOLEAN",
+        ExtraType::Timestamp => "TIMESTAMP",
+    }
+}
+
+/// Map a BigQuery column to an Arrow field. JSON columns are UTF-8 text
+/// holding JSON, which DuckDB's `json` functions and BigQuery both read.
+fn arrow_field(c: &Column) -> Result<Field, String> {
+    let base = match c.ty.to_ascii_uppercase().as_str() {
+        "STRING" | "JSON" => DataType::Utf8,
+        "INTEGER" | "INT64" => DataType::Int64,
+        "FLOAT" | "FLOAT64" => DataType::Float64,
+        "BOOLEAN" | "BOOL" => DataType::Boolean,
+        "TIMESTAMP" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        other => {
+            return Err(format!(
+                "column {:?}: type {other:?} is not supported (STRING, JSON, INTEGER, FLOAT, BOOLEAN, TIMESTAMP)",
+                c.name
+            ))
+        }
+    };
+    Ok(match c.mode.to_ascii_uppercase().as_str() {
+        "NULLABLE" => Field::new(&c.name, base, true),
+        "REQUIRED" => Field::new(&c.name, base, false),
+        "REPEATED" => Field::new(
+            &c.name,
+            DataType::List(Arc::new(Field::new("item", base, true))),
+            false,
+        ),
+        other => {
+            return Err(format!(
+                "column {:?}: mode {other:?} is not NULLABLE, REQUIRED or REPEATED",
+                c.name
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_schema_maps_to_arrow() {
+        let s = TableSchema::load(None, &[]).expect("bundled schema loads");
+        let a = s.arrow();
+        assert_eq!(
+            a.field_with_name("timestamp").expect("column").data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert!(matches!(
+            a.field_with_name("flags").expect("column").data_type(),
+            DataType::List(_)
+        ));
+        assert_eq!(
+            a.field_with_name("offset").expect("column").data_type(),
+            &DataType::Int64
+        );
+    }
+
+    #[test]
+    fn extra_columns_are_appended() {
+        let extra = [ExtraColumn {
+            name: "status".into(),
+            ty: ExtraType::Integer,
+            from: None,
+        }];
+        let s = TableSchema::load(None, &extra).expect("loads");
+        assert_eq!(s.columns.last().map(|c| c.ty.as_str()), Some("INTEGER"));
+    }
+}

@@ -1,0 +1,718 @@
+//! Following files matched by globs.
+//!
+//! One thread per tail source reads its files round-robin in 256 KiB blocks,
+//! splits lines, parses them and appends records to the source's batch
+//! builder. A full or old batch is handed to the pipeline through a bounded
+//! channel: when the sinks are slow the send blocks and reading stops, so the
+//! log files on disk are the buffer (design rule 4).
+//!
+//! Discovery is a glob scan every `glob_interval`, woken sooner by inotify
+//! events on the directories the globs name. Files are identified by device +
+//! inode (following symlinks, as in `/var/log/containers`), so:
+//! - rename + create: the renamed file is read to its end and closed after
+//!   `rotate_wait` without growth, and the new file is read from its start;
+//! - copytruncate: a file shorter than the read position is read again from 0;
+//! - a file deleted while open is read to its end, then closed;
+//! - after a restart, reading resumes at the committed offset, also for a
+//!   rotated file that no glob matches any more.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::batch::{until, Batch, Builder};
+use crate::checkpoint::{Checkpoints, Entry};
+use crate::config::{ReadFrom, TailConfig};
+use crate::parse::k8s::K8sMeta;
+use crate::parse::{FileParser, Flags, Record};
+use crate::source::fingerprint::{Head, Inode, HEAD_BYTES};
+use crate::source::{FileId, FileMeta};
+use crate::stats::Stats;
+
+const READ_BYTES: usize = 256 * 1024;
+/// Blocks read from one file before moving to the next (fairness).
+const BLOCKS_PER_TURN: usize = 4;
+/// How long an idle reader sleeps when no inotify event wakes it.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// Everything a tail source needs from the pipeline.
+pub struct TailContext {
+    pub name: String,
+    pub config: TailConfig,
+    pub base_dir: PathBuf,
+    pub extra_keys: Arc<[String]>,
+    pub builder: Builder,
+    pub batches: mpsc::Sender<Batch>,
+    pub checkpoints: Arc<Mutex<Checkpoints>>,
+    pub stats: Arc<Stats>,
+    pub shutdown: Arc<AtomicBool>,
+    /// Read every file to its end once, then stop.
+    pub once: bool,
+}
+
+/// One open file.
+struct Tailed {
+    id: FileId,
+    inode: Inode,
+    /// Where the file is now (it changes when the file is renamed).
+    path: PathBuf,
+    file: File,
+    meta: FileMeta,
+    parser: FileParser,
+    /// Next byte to read.
+    read_pos: u64,
+    /// End of the last complete line handed to the parser.
+    consumed: u64,
+    /// The start of a line being skipped past its `max_line_bytes`.
+    discard_from: Option<u64>,
+    /// Bytes after the last newline, waiting for the rest of their line.
+    leftover: Vec<u8>,
+    head: Head,
+    /// The path no longer leads to this file (renamed away or deleted).
+    rotated: bool,
+    last_growth: Instant,
+    at_eof: bool,
+}
+
+impl Tailed {
+    /// The offset a checkpoint may reach: nothing held back lies before it.
+    fn safe_offset(&self) -> u64 {
+        let mut safe = self.consumed;
+        if let Some(p) = self.parser.pending_offset() {
+            safe = safe.min(p);
+        }
+        if let Some(d) = self.discard_from {
+            safe = safe.min(d);
+        }
+        safe
+    }
+}
+
+/// The reading loop of one tail source.
+pub struct Tail {
+    cx: TailContext,
+    include: Vec<String>,
+    exclude: Vec<glob::Pattern>,
+    files: Vec<Tailed>,
+    buf: Vec<u8>,
+    warned: HashSet<PathBuf>,
+    env_meta: K8sMeta,
+    wake: std_mpsc::Receiver<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    /// The pipeline stopped taking batches.
+    closed: bool,
+}
+
+/// Why a tail source stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("source {0}: the pipeline stopped accepting batches")]
+    PipelineClosed(String),
+}
+
+impl Tail {
+    pub fn new(cx: TailContext) -> Self {
+        let absolute = |g: &String| -> String {
+            if Path::new(g).is_absolute() {
+                g.clone()
+            } else {
+                cx.base_dir.join(g).to_string_lossy().into_owned()
+            }
+        };
+        let include: Vec<String> = cx.config.include.iter().map(absolute).collect();
+        let exclude = cx
+            .config
+            .exclude
+            .iter()
+            .map(absolute)
+            .filter_map(|g| glob::Pattern::new(&g).ok())
+            .collect();
+        let (wake_tx, wake) = std_mpsc::sync_channel(1);
+        let watcher = if cx.once {
+            None
+        } else {
+            watch_dirs(&include, wake_tx)
+        };
+        Self {
+            include,
+            exclude,
+            files: Vec::new(),
+            buf: Vec::with_capacity(READ_BYTES),
+            warned: HashSet::new(),
+            env_meta: K8sMeta::from_env(),
+            wake,
+            _watcher: watcher,
+            closed: false,
+            cx,
+        }
+    }
+
+    /// Read until shutdown (or, with `once`, until every file is read).
+    pub fn run(mut self) -> Result<(), TailError> {
+        self.discover(true);
+        self.resume_rotated();
+        let mut last_scan = Instant::now();
+        while !self.closed {
+            if self.cx.shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            let mut read_any = false;
+            for i in 0..self.files.len() {
+                read_any |= self.read_turn(i);
+                if self.closed {
+                    break;
+                }
+            }
+            if self
+                .cx
+                .builder
+                .deadline()
+                .is_some_and(|d| d <= Instant::now())
+            {
+                self.flush();
+            }
+            if self.cx.once {
+                if !read_any {
+                    self.finish_all();
+                    break;
+                }
+                continue;
+            }
+            if !read_any {
+                self.check_files();
+                let mut wait = IDLE_POLL;
+                if let Some(d) = self.cx.builder.deadline() {
+                    wait = wait.min(until(d));
+                }
+                let woken = self.wake.recv_timeout(wait).is_ok();
+                if woken || last_scan.elapsed() >= self.cx.config.glob_interval {
+                    self.discover(false);
+                    last_scan = Instant::now();
+                }
+            } else if last_scan.elapsed() >= self.cx.config.glob_interval {
+                self.discover(false);
+                last_scan = Instant::now();
+            }
+        }
+        // Stop: hand over what is built. Split records and unfinished lines
+        // stay behind the checkpoint and are read again on the next start.
+        for t in &self.files {
+            self.cx.builder.progress(t.id, t.safe_offset());
+        }
+        self.flush();
+        if self.closed {
+            return Err(TailError::PipelineClosed(self.cx.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Find files matching the globs that are not open yet.
+    fn discover(&mut self, startup: bool) {
+        let mut seen = HashSet::new();
+        for pattern in self.include.clone() {
+            let paths = match glob::glob(&pattern) {
+                Ok(p) => p,
+                Err(_) => continue, // validated with the config
+            };
+            for entry in paths {
+                let path = match entry {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let p = e.path().to_path_buf();
+                        self.unreadable(&p, &e.to_string());
+                        continue;
+                    }
+                };
+                if self.exclude.iter().any(|x| x.matches_path(&path)) {
+                    continue;
+                }
+                self.consider(&path, startup, &mut seen);
+            }
+        }
+    }
+
+    fn consider(&mut self, path: &Path, startup: bool, seen: &mut HashSet<Inode>) {
+        let md = match fs::metadata(path) {
+            Ok(md) => md,
+            Err(e) => return self.unreadable(path, &e.to_string()),
+        };
+        if !md.is_file() {
+            return self.unreadable(path, "not a regular file");
+        }
+        let inode = Inode::of(&md);
+        if !seen.insert(inode) {
+            return; // the same file through another matching path (a symlink)
+        }
+        if let Some(t) = self.files.iter_mut().find(|t| t.inode == inode) {
+            if t.rotated || t.path != path {
+                // Renamed to a name the globs still match: it is still live.
+                t.rotated = false;
+                t.path = path.to_path_buf();
+                lock(&self.cx.checkpoints).set_path(t.id, path);
+            }
+            return;
+        }
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => return self.unreadable(path, &e.to_string()),
+        };
+        self.warned.remove(path);
+        let size = md.len();
+        let remembered = lock(&self.cx.checkpoints).claim(&self.cx.name, inode);
+        let start = match remembered {
+            Some(e) if e.offset <= size && e.head().matches(&file).unwrap_or(false) => e.offset,
+            Some(_) => {
+                tracing::info!(path = %path.display(), "file changed since the checkpoint (new file with a reused inode, or truncated): reading from the start");
+                0
+            }
+            None if startup && self.cx.config.read_from == ReadFrom::End => size,
+            None => 0,
+        };
+        self.open(path, file, inode, start, false);
+    }
+
+    /// Reopen files remembered by the checkpoint that no glob matches any more
+    /// (rotated away before they were fully delivered).
+    fn resume_rotated(&mut self) {
+        let rest = lock(&self.cx.checkpoints).claim_rest(&self.cx.name);
+        for e in rest {
+            let Ok(file) = File::open(&e.path) else {
+                continue;
+            };
+            let Ok(md) = file.metadata() else { continue };
+            if Inode::of(&md) != e.inode()
+                || md.len() <= e.offset
+                || !e.head().matches(&file).unwrap_or(false)
+            {
+                continue;
+            }
+            tracing::info!(path = %e.path.display(), offset = e.offset, "resuming a rotated file from the checkpoint");
+            let path = e.path.clone();
+            self.open(&path, file, e.inode(), e.offset, true);
+        }
+    }
+
+    fn open(&mut self, path: &Path, file: File, inode: Inode, start: u64, rotated: bool) {
+        let resolved = fs::canonicalize(path).ok();
+        let meta = FileMeta {
+            source: self.cx.name.clone(),
+            path: path.to_string_lossy().into_owned(),
+            k8s: K8sMeta::for_file(path, resolved.as_deref(), &self.env_meta),
+            fingerprint: inode.hash(),
+        };
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let head = Head::read(&file, size).ok().flatten().unwrap_or_default();
+        let id = FileId::next();
+        lock(&self.cx.checkpoints).track(
+            id,
+            Entry {
+                source: self.cx.name.clone(),
+                path: path.to_path_buf(),
+                dev: inode.dev,
+                ino: inode.ino,
+                head_len: head.len,
+                head_hash: head.hash,
+                offset: start,
+            },
+        );
+        Stats::add(&self.cx.stats.files, 1);
+        Stats::add(&self.cx.stats.bytes_total, size.saturating_sub(start));
+        tracing::debug!(path = %path.display(), offset = start, "following file");
+        self.files.push(Tailed {
+            id,
+            inode,
+            path: path.to_path_buf(),
+            file,
+            meta,
+            parser: FileParser::new(
+                self.cx.config.format,
+                Arc::clone(&self.cx.extra_keys),
+                self.cx.config.max_line_bytes as usize,
+            ),
+            read_pos: start,
+            consumed: start,
+            discard_from: None,
+            leftover: Vec::new(),
+            head,
+            rotated,
+            last_growth: Instant::now(),
+            at_eof: false,
+        });
+    }
+
+    fn unreadable(&mut self, path: &Path, why: &str) {
+        if self.warned.insert(path.to_path_buf()) {
+            Stats::add(&self.cx.stats.unreadable_files, 1);
+            tracing::warn!(path = %path.display(), error = why, "cannot read a matched file; it is skipped until it becomes readable");
+        }
+    }
+
+    /// Read up to a few blocks of file `i`; whether anything was read.
+    fn read_turn(&mut self, i: usize) -> bool {
+        let mut any = false;
+        for _ in 0..BLOCKS_PER_TURN {
+            match self.read_block(i) {
+                Ok(0) => {
+                    self.files[i].at_eof = true;
+                    break;
+                }
+                Ok(_) => any = true,
+                Err(e) => {
+                    let path = self.files[i].path.clone();
+                    tracing::warn!(path = %path.display(), error = %e, "read failed; will retry");
+                    break;
+                }
+            }
+            if self.closed {
+                break;
+            }
+        }
+        any
+    }
+
+    /// Read one block of file `i` and parse its complete lines.
+    fn read_block(&mut self, i: usize) -> io::Result<usize> {
+        let t = &mut self.files[i];
+        let max_line = self.cx.config.max_line_bytes as usize;
+        self.buf.clear();
+        self.buf.extend_from_slice(&t.leftover);
+        let kept = t.leftover.len();
+        self.buf.resize(kept + READ_BYTES, 0);
+        let n = t.file.read_at(&mut self.buf[kept..], t.read_pos)?;
+        self.buf.truncate(kept + n);
+        if n == 0 {
+            return Ok(0);
+        }
+        t.leftover.clear();
+        let base = t.read_pos - kept as u64;
+        t.read_pos += n as u64;
+        t.at_eof = false;
+        t.last_growth = Instant::now();
+        Stats::add(&self.cx.stats.bytes, n as u64);
+        if t.head.len < HEAD_BYTES && t.read_pos > t.head.len {
+            if let Ok(Some(head)) = Head::read(&t.file, t.read_pos) {
+                t.head = head;
+                lock(&self.cx.checkpoints).set_head(t.id, head);
+            }
+        }
+
+        let observed = now_micros();
+        let mut pos = 0;
+        let mut lines = 0u64;
+        while let Some(nl) = memchr::memchr(b'\n', &self.buf[pos..]) {
+            let line_start = base + pos as u64;
+            let line = &self.buf[pos..pos + nl];
+            pos += nl + 1;
+            lines += 1;
+            let t = &mut self.files[i];
+            if t.discard_from.take().is_some() {
+                // The rest of an over-long line, already emitted truncated.
+                t.consumed = base + pos as u64;
+                continue;
+            }
+            let (line, flags) = cut(line, max_line, &self.cx.stats);
+            emit_line(
+                t,
+                line,
+                line_start,
+                flags,
+                observed,
+                &mut self.cx.builder,
+                &self.cx.stats,
+            );
+            t.consumed = base + pos as u64;
+            if self.cx.builder.is_full() {
+                let progress = t.safe_offset();
+                let id = t.id;
+                self.cx.builder.progress(id, progress);
+                self.flush();
+                if self.closed {
+                    break;
+                }
+            }
+        }
+        Stats::add(&self.cx.stats.lines, lines);
+        let t = &mut self.files[i];
+        let rest = &self.buf[pos..];
+        if t.discard_from.is_some() {
+            // Still inside an over-long line: its bytes are skipped.
+        } else if rest.len() >= max_line {
+            let line_start = base + pos as u64;
+            let (line, flags) = cut(rest, max_line, &self.cx.stats);
+            emit_line(
+                t,
+                line,
+                line_start,
+                flags,
+                observed,
+                &mut self.cx.builder,
+                &self.cx.stats,
+            );
+            t.discard_from = Some(line_start);
+            Stats::add(&self.cx.stats.lines, 1);
+        } else {
+            t.leftover.extend_from_slice(rest);
+        }
+        let progress = t.safe_offset();
+        self.cx.builder.progress(t.id, progress);
+        Ok(n)
+    }
+
+    /// Look at files that are at their end: truncated, renamed, deleted, done?
+    fn check_files(&mut self) {
+        let rotate_wait = self.cx.config.rotate_wait;
+        let mut i = 0;
+        while i < self.files.len() {
+            if !self.files[i].at_eof {
+                i += 1;
+                continue;
+            }
+            let t = &mut self.files[i];
+            let Ok(md) = t.file.metadata() else {
+                i += 1;
+                continue;
+            };
+            if md.len() < t.read_pos {
+                self.truncated(i);
+                i += 1;
+                continue;
+            }
+            if !t.rotated {
+                let moved = match fs::metadata(&t.path) {
+                    Ok(now) => Inode::of(&now) != t.inode,
+                    Err(_) => true,
+                };
+                if moved || md.nlink() == 0 {
+                    t.rotated = true;
+                    if let Some(new_path) = find_renamed(&t.path, t.inode) {
+                        tracing::info!(from = %t.path.display(), to = %new_path.display(), "file rotated; reading it to its end");
+                        t.path = new_path;
+                        lock(&self.cx.checkpoints).set_path(t.id, &t.path);
+                    } else {
+                        tracing::info!(path = %t.path.display(), "file deleted or moved away; reading it to its end");
+                    }
+                }
+            }
+            if self.files[i].rotated && self.files[i].last_growth.elapsed() >= rotate_wait {
+                self.close(i);
+                continue;
+            }
+            i += 1;
+        }
+    }
+
+    /// The file is shorter than what was read: it was truncated in place
+    /// (copytruncate). Read it again from the start, under a new id.
+    fn truncated(&mut self, i: usize) {
+        let observed = now_micros();
+        let t = &mut self.files[i];
+        tracing::info!(path = %t.path.display(), was = t.read_pos, "file truncated; reading it again from the start");
+        finish_file(t, observed, &mut self.cx.builder, &self.cx.stats);
+        let old = t.id;
+        let end = t.safe_offset();
+        self.cx.builder.progress(old, end);
+        let new = FileId::next();
+        t.id = new;
+        t.read_pos = 0;
+        t.consumed = 0;
+        t.discard_from = None;
+        t.leftover.clear();
+        t.head = Head::default();
+        let mut store = lock(&self.cx.checkpoints);
+        store.retire(old);
+        store.track(
+            new,
+            Entry {
+                source: self.cx.name.clone(),
+                path: t.path.clone(),
+                dev: t.inode.dev,
+                ino: t.inode.ino,
+                head_len: 0,
+                head_hash: 0,
+                offset: 0,
+            },
+        );
+    }
+
+    /// Close a rotated file that is read to its end.
+    fn close(&mut self, i: usize) {
+        let mut t = self.files.swap_remove(i);
+        finish_file(&mut t, now_micros(), &mut self.cx.builder, &self.cx.stats);
+        let end = t.safe_offset();
+        self.cx.builder.progress(t.id, end);
+        lock(&self.cx.checkpoints).close(t.id, end);
+        tracing::debug!(path = %t.path.display(), "closed rotated file");
+    }
+
+    /// `--once`: everything is read; emit unfinished last lines and split records.
+    fn finish_all(&mut self) {
+        let observed = now_micros();
+        for t in &mut self.files {
+            finish_file(t, observed, &mut self.cx.builder, &self.cx.stats);
+            self.cx.builder.progress(t.id, t.safe_offset());
+        }
+        self.flush();
+    }
+
+    /// Hand the open batch to the pipeline (blocks while the pipeline is full).
+    fn flush(&mut self) {
+        let Some(batch) = self.cx.builder.finish() else {
+            return;
+        };
+        if self.cx.batches.blocking_send(batch).is_err() {
+            self.closed = true;
+        }
+    }
+}
+
+/// Emit a file's last line (without newline) and its unfinished split records.
+fn finish_file(t: &mut Tailed, observed: i64, builder: &mut Builder, stats: &Stats) {
+    if t.discard_from.take().is_none() && !t.leftover.is_empty() {
+        let line = std::mem::take(&mut t.leftover);
+        let start = t.read_pos - line.len() as u64;
+        Stats::add(&stats.lines, 1);
+        emit_line(t, &line, start, Flags::default(), observed, builder, stats);
+    }
+    t.leftover.clear();
+    t.consumed = t.read_pos;
+    let meta = &t.meta;
+    t.parser
+        .flush(&mut |rec: &Record| append(builder, meta, rec, observed, stats));
+}
+
+/// Cut a line to `max` bytes, flagging it.
+fn cut<'a>(line: &'a [u8], max: usize, stats: &Stats) -> (&'a [u8], Flags) {
+    if line.len() > max {
+        Stats::add(&stats.truncated, 1);
+        (&line[..max], Flags::TRUNCATED)
+    } else {
+        (line, Flags::default())
+    }
+}
+
+fn emit_line(
+    t: &mut Tailed,
+    line: &[u8],
+    offset: u64,
+    flags: Flags,
+    observed: i64,
+    builder: &mut Builder,
+    stats: &Stats,
+) {
+    let trimmed = line.strip_suffix(b"\r").unwrap_or(line);
+    builder.note_input(line.len() + 1);
+    if trimmed.is_empty() {
+        Stats::add(&stats.empty_lines, 1);
+        return;
+    }
+    let meta = &t.meta;
+    t.parser.line(line, offset, flags, &mut |rec: &Record| {
+        append(builder, meta, rec, observed, stats)
+    });
+}
+
+fn append(builder: &mut Builder, meta: &FileMeta, rec: &Record, observed: i64, stats: &Stats) {
+    if rec.flags.contains(Flags::PARSE_ERROR) {
+        Stats::add(&stats.parse_errors, 1);
+    }
+    if rec.flags.contains(Flags::INVALID_UTF8) {
+        Stats::add(&stats.invalid_utf8, 1);
+    }
+    Stats::add(&stats.records, 1);
+    builder.append(meta, rec, observed);
+}
+
+/// Look in the file's directory for the name it was renamed to.
+fn find_renamed(old: &Path, inode: Inode) -> Option<PathBuf> {
+    let dir = old.parent()?;
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            fs::symlink_metadata(p)
+                .map(|m| m.dev() == inode.dev && m.ino() == inode.ino)
+                .unwrap_or(false)
+        })
+}
+
+/// Watch the directories the globs start in; any event wakes the reader.
+fn watch_dirs(
+    include: &[String],
+    wake: std_mpsc::SyncSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let mut watcher = match notify::recommended_watcher(move |_event| {
+        let _ = wake.try_send(());
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "inotify unavailable; discovering files by polling");
+            return None;
+        }
+    };
+    for pattern in include {
+        let (dir, recursive) = glob_root(pattern);
+        let mode = if recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        if let Err(e) = watcher.watch(&dir, mode) {
+            tracing::debug!(dir = %dir.display(), error = %e, "cannot watch directory; polling it");
+        }
+    }
+    Some(watcher)
+}
+
+/// The directory a glob starts in, and whether it descends further.
+fn glob_root(pattern: &str) -> (PathBuf, bool) {
+    let mut root = PathBuf::new();
+    let mut components = Path::new(pattern).components().peekable();
+    while let Some(c) = components.next() {
+        let s = c.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[', '{']) {
+            let deeper = components.peek().is_some() || s.contains("**");
+            return (root, deeper);
+        }
+        if components.peek().is_none() {
+            break; // the last component is a file name
+        }
+        root.push(c);
+    }
+    (root, false)
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn lock(m: &Mutex<Checkpoints>) -> std::sync::MutexGuard<'_, Checkpoints> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_roots() {
+        assert_eq!(
+            glob_root("/var/log/containers/*.log"),
+            (PathBuf::from("/var/log/containers"), false)
+        );
+        assert_eq!(
+            glob_root("/var/log/pods/*/*/*.log"),
+            (PathBuf::from("/var/log/pods"), true)
+        );
+        assert_eq!(glob_root("/logs/**/*.log"), (PathBuf::from("/logs"), true));
+        assert_eq!(glob_root("/logs/app.log"), (PathBuf::from("/logs"), false));
+    }
+}
