@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 
 const ID: &str = "\u{1}id\u{1}";
@@ -108,11 +108,15 @@ impl KeyTemplate {
     /// order; keys are complete, with `{id}` replaced by `id` (and `-<n>` after
     /// it when the batch spans more than one key).
     pub fn partition(&self, batch: &RecordBatch, id: &str) -> Vec<(String, Vec<u32>)> {
+        let values = self.resolve(batch);
         let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         let mut key = String::new();
         for row in 0..batch.num_rows() {
-            key.clear();
-            self.render_row(batch, row, &mut key);
+            // Neighbouring rows nearly always share a key: render only on change.
+            if row == 0 || !same_key(&values, row - 1, row) {
+                key.clear();
+                render_row(&values, row, &mut key);
+            }
             match groups.get_mut(key.as_str()) {
                 Some(rows) => rows.push(row as u32),
                 None => {
@@ -135,37 +139,78 @@ impl KeyTemplate {
             .collect()
     }
 
-    fn render_row(&self, batch: &RecordBatch, row: usize, out: &mut String) {
-        use std::fmt::Write;
-        for part in &self.parts {
-            match part {
-                Part::Literal(s) => out.push_str(s),
-                Part::Id => out.push_str(ID),
-                Part::Date | Part::Hour => {
-                    let ts = batch
+    /// Look up, once per batch, the arrays each part reads.
+    fn resolve<'a>(&'a self, batch: &'a RecordBatch) -> Vec<Value<'a>> {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Literal(s) => Value::Literal(s),
+                Part::Id => Value::Literal(ID),
+                Part::Date | Part::Hour => Value::Time(
+                    batch
                         .column_by_name("timestamp")
-                        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-                        .filter(|a| a.is_valid(row))
-                        .and_then(|a| chrono::DateTime::from_timestamp_micros(a.value(row)));
-                    match (ts, part) {
-                        (Some(t), Part::Date) => {
-                            let _ = write!(out, "{}", t.format("%Y-%m-%d"));
-                        }
-                        (Some(t), _) => {
-                            let _ = write!(out, "{}", t.format("%H"));
-                        }
-                        (None, _) => out.push_str("unknown"),
-                    }
-                }
-                Part::Column(name) => {
-                    let value = batch
+                        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>()),
+                    matches!(part, Part::Date),
+                ),
+                Part::Column(name) => Value::Column(
+                    batch
                         .column_by_name(name)
-                        .and_then(|c| c.as_string_opt::<i32>())
-                        .filter(|a| a.is_valid(row))
-                        .map(|a| a.value(row))
-                        .unwrap_or("");
-                    push_segment(value, out);
+                        .and_then(|c| c.as_string_opt::<i32>()),
+                ),
+            })
+            .collect()
+    }
+}
+
+/// A template part with the array it reads.
+enum Value<'a> {
+    Literal(&'a str),
+    /// The timestamp column; `true` for the date, `false` for the hour.
+    Time(Option<&'a TimestampMicrosecondArray>, bool),
+    Column(Option<&'a StringArray>),
+}
+
+/// Whether rows `a` and `b` render to the same key (same hour, same columns).
+fn same_key(values: &[Value], a: usize, b: usize) -> bool {
+    const HOUR_US: i64 = 3_600_000_000;
+    values.iter().all(|v| match v {
+        Value::Literal(_) => true,
+        Value::Time(t, _) => t.is_some_and(|t| {
+            t.is_valid(a)
+                && t.is_valid(b)
+                && t.value(a).div_euclid(HOUR_US) == t.value(b).div_euclid(HOUR_US)
+        }),
+        Value::Column(s) => {
+            s.is_some_and(|s| s.is_valid(a) == s.is_valid(b) && s.value(a) == s.value(b))
+        }
+    })
+}
+
+fn render_row(values: &[Value], row: usize, out: &mut String) {
+    use std::fmt::Write;
+    for v in values {
+        match v {
+            Value::Literal(s) => out.push_str(s),
+            Value::Time(t, date) => {
+                let ts = t
+                    .filter(|a| a.is_valid(row))
+                    .and_then(|a| chrono::DateTime::from_timestamp_micros(a.value(row)));
+                match (ts, date) {
+                    (Some(t), true) => {
+                        let _ = write!(out, "{}", t.format("%Y-%m-%d"));
+                    }
+                    (Some(t), false) => {
+                        let _ = write!(out, "{}", t.format("%H"));
+                    }
+                    (None, _) => out.push_str("unknown"),
                 }
+            }
+            Value::Column(s) => {
+                let value = s
+                    .filter(|a| a.is_valid(row))
+                    .map(|a| a.value(row))
+                    .unwrap_or("");
+                push_segment(value, out);
             }
         }
     }
@@ -189,7 +234,6 @@ fn push_segment(value: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{Field, Schema};
     use std::sync::Arc;
 

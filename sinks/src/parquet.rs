@@ -34,6 +34,10 @@ pub struct ParquetConfig {
     pub path_template: String,
     /// zstd level (1 is the measured sweet spot); 0 turns compression off.
     pub zstd_level: i32,
+    /// Columns written without dictionary encoding: high-cardinality ones
+    /// (messages, JSON bodies, timestamps), where building a dictionary costs
+    /// CPU and saves nothing.
+    pub plain_columns: Vec<String>,
 }
 
 impl Default for ParquetConfig {
@@ -42,6 +46,7 @@ impl Default for ParquetConfig {
             url: "file://lake".into(),
             path_template: DEFAULT_PATH_TEMPLATE.into(),
             zstd_level: 1,
+            plain_columns: Vec::new(),
         }
     }
 }
@@ -78,10 +83,13 @@ impl ParquetSink {
                 ZstdLevel::try_new(level).map_err(|e| config_err("zstd_level", e.to_string()))?,
             ),
         };
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(compression)
-            .set_max_row_group_row_count(Some(1 << 20))
-            .build();
+            .set_max_row_group_row_count(Some(1 << 20));
+        for column in &config.plain_columns {
+            props = props.set_column_dictionary_enabled(column.as_str().into(), false);
+        }
+        let props = props.build();
         let location = store::open(name, &config.url, base_dir)?;
         tracing::info!(sink = name, destination = %location.display, "parquet sink ready");
         Ok(Self {

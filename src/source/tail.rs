@@ -64,6 +64,8 @@ struct Tailed {
     inode: Inode,
     /// Where the file is now (it changes when the file is renamed).
     path: PathBuf,
+    /// The path with symlinks resolved: where a rotated file is looked for.
+    real_path: PathBuf,
     file: File,
     meta: FileMeta,
     parser: FileParser,
@@ -330,6 +332,7 @@ impl Tail {
             id,
             inode,
             path: path.to_path_buf(),
+            real_path: resolved.unwrap_or_else(|| path.to_path_buf()),
             file,
             meta,
             parser: FileParser::new(
@@ -480,7 +483,10 @@ impl Tail {
                 i += 1;
                 continue;
             };
-            if md.len() < t.read_pos {
+            // Shorter than what was read, or different first bytes: the file
+            // was truncated in place (and maybe already written again).
+            if md.len() < t.read_pos || (t.head.len > 0 && !t.head.matches(&t.file).unwrap_or(true))
+            {
                 self.truncated(i);
                 i += 1;
                 continue;
@@ -492,9 +498,10 @@ impl Tail {
                 };
                 if moved || md.nlink() == 0 {
                     t.rotated = true;
-                    if let Some(new_path) = find_renamed(&t.path, t.inode) {
+                    if let Some(new_path) = find_renamed(&t.real_path, t.inode) {
                         tracing::info!(from = %t.path.display(), to = %new_path.display(), "file rotated; reading it to its end");
-                        t.path = new_path;
+                        t.path = new_path.clone();
+                        t.real_path = new_path;
                         lock(&self.cx.checkpoints).set_path(t.id, &t.path);
                     } else {
                         tracing::info!(path = %t.path.display(), "file deleted or moved away; reading it to its end");
