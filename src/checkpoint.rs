@@ -204,6 +204,12 @@ impl Checkpoints {
         Some(files)
     }
 
+    /// Ask for the next [`Checkpoints::take_changes`] to return everything
+    /// (a write failed).
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
     /// Where the store is written.
     pub fn path(&self) -> &Path {
         &self.path
@@ -212,21 +218,28 @@ impl Checkpoints {
 
 /// Replace the checkpoint file at `path` with `files`, atomically and durably.
 pub fn write(path: &Path, files: Vec<Entry>) -> Result<(), CheckpointError> {
-    let io_err = |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let step = |what: &'static str| {
+        move |e: io::Error| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::new(e.kind(), format!("{what}: {e}")),
+        }
     };
     let json = serde_json::to_vec_pretty(&OnDisk { version: 1, files })
         .expect("checkpoint entries serialize");
-    let tmp = path.with_extension("json.tmp");
-    let mut f = File::create(&tmp).map_err(io_err)?;
-    f.write_all(&json).map_err(io_err)?;
-    f.sync_all().map_err(io_err)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(step("creating the data dir"))?;
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{FILE_NAME}.{}.{n}.tmp", std::process::id()));
+    let mut f = File::create(&tmp).map_err(step("creating the temporary file"))?;
+    f.write_all(&json)
+        .map_err(step("writing the temporary file"))?;
+    f.sync_all().map_err(step("syncing the temporary file"))?;
     drop(f);
-    fs::rename(&tmp, path).map_err(io_err)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
-    }
+    fs::rename(&tmp, path).map_err(step("renaming the temporary file"))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(step("syncing the data dir"))?;
     Ok(())
 }
 

@@ -205,14 +205,19 @@ impl Pipeline {
             }
         });
 
-        // Checkpoint writer.
+        // Checkpoint writer: every `checkpoint_interval` until told to stop.
         let writer_store = Arc::clone(&checkpoints);
         let interval = self.config.checkpoint_interval;
+        let stop_writer = Arc::new(tokio::sync::Notify::new());
+        let writer_stop = Arc::clone(&stop_writer);
         let checkpoint_writer = tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = writer_stop.notified() => return,
+                }
                 if let Err(e) = save(&writer_store).await {
                     tracing::error!(error = %e, "cannot write the checkpoint; will retry");
                 }
@@ -341,13 +346,22 @@ impl Backoff {
     }
 }
 
+/// Write the checkpoint if it changed. Writes are serialised, and each takes
+/// its snapshot inside the serialisation, so a newer state is never
+/// overwritten by an older one.
 async fn save(store: &Arc<Mutex<Checkpoints>>) -> anyhow::Result<()> {
+    static WRITING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _writing = WRITING.lock().await;
     let (path, changes) = {
         let mut s = lock(store);
         (s.path().to_path_buf(), s.take_changes())
     };
     if let Some(files) = changes {
-        tokio::task::spawn_blocking(move || checkpoint::write(&path, files)).await??;
+        let written = tokio::task::spawn_blocking(move || checkpoint::write(&path, files)).await?;
+        if let Err(e) = written {
+            lock(store).mark_dirty();
+            return Err(e.into());
+        }
     }
     Ok(())
 }

@@ -111,18 +111,21 @@ impl KeyTemplate {
         let values = self.resolve(batch);
         let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         let mut key = String::new();
+        let mut run: Vec<u32> = Vec::new();
         for row in 0..batch.num_rows() {
-            // Neighbouring rows nearly always share a key: render only on change.
-            if row == 0 || !same_key(&values, row - 1, row) {
+            // Neighbouring rows nearly always share a key: render and look
+            // the key up only when it changes.
+            if row > 0 && !same_key(&values, row - 1, row) {
+                groups.entry(key.clone()).or_default().append(&mut run);
                 key.clear();
+            }
+            if key.is_empty() {
                 render_row(&values, row, &mut key);
             }
-            match groups.get_mut(key.as_str()) {
-                Some(rows) => rows.push(row as u32),
-                None => {
-                    groups.insert(key.clone(), vec![row as u32]);
-                }
-            }
+            run.push(row as u32);
+        }
+        if !run.is_empty() {
+            groups.entry(key).or_default().append(&mut run);
         }
         let many = groups.len() > 1;
         groups

@@ -171,15 +171,15 @@ impl FileParser {
     /// Emit every held-back split record, flagged `partial` (the file ended
     /// or was truncated before their final piece).
     pub fn flush<F: FnMut(&Record)>(&mut self, emit: &mut F) {
-        for i in 0..self.pending.len() {
-            if !self.pending[i].active {
+        for (slot, stream) in STREAMS.iter().enumerate() {
+            if !self.pending[slot].active {
                 continue;
             }
-            let p = std::mem::take(&mut self.pending[i]);
+            let p = std::mem::take(&mut self.pending[slot]);
             let mut rec = Record {
                 offset: p.offset,
                 timestamp_us: p.timestamp_us,
-                stream: Some(STREAMS[i]),
+                stream: Some(stream),
                 flags: p.flags,
                 ..Record::default()
             };

@@ -29,11 +29,18 @@ impl Inode {
         }
     }
 
-    /// A stable 64-bit hash of the identity, used in batch ids.
-    pub fn hash(self) -> u64 {
-        let mut bytes = [0u8; 16];
+    /// A 64-bit fingerprint of this content of the file, used in batch ids
+    /// (and so in object keys): device, inode, the head of the content, and
+    /// how many times the file was truncated in this process. Content that
+    /// replaced earlier content at the same offsets gets other keys, so it
+    /// never overwrites what the earlier content delivered.
+    pub fn fingerprint(self, head: Head, truncations: u64) -> u64 {
+        let mut bytes = [0u8; 40];
         bytes[..8].copy_from_slice(&self.dev.to_le_bytes());
-        bytes[8..].copy_from_slice(&self.ino.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.ino.to_le_bytes());
+        bytes[16..24].copy_from_slice(&head.len.to_le_bytes());
+        bytes[24..32].copy_from_slice(&head.hash.to_le_bytes());
+        bytes[32..].copy_from_slice(&truncations.to_le_bytes());
         xxh3_64(&bytes)
     }
 }

@@ -78,6 +78,8 @@ struct Tailed {
     /// Bytes after the last newline, waiting for the rest of their line.
     leftover: Vec<u8>,
     head: Head,
+    /// How often the file was truncated while open.
+    truncations: u64,
     /// The path no longer leads to this file (renamed away or deleted).
     rotated: bool,
     last_growth: Instant,
@@ -304,14 +306,14 @@ impl Tail {
 
     fn open(&mut self, path: &Path, file: File, inode: Inode, start: u64, rotated: bool) {
         let resolved = fs::canonicalize(path).ok();
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let head = Head::read(&file, size).ok().flatten().unwrap_or_default();
         let meta = FileMeta {
             source: self.cx.name.clone(),
             path: path.to_string_lossy().into_owned(),
             k8s: K8sMeta::for_file(path, resolved.as_deref(), &self.env_meta),
-            fingerprint: inode.hash(),
+            fingerprint: inode.fingerprint(head, 0),
         };
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let head = Head::read(&file, size).ok().flatten().unwrap_or_default();
         let id = FileId::next();
         lock(&self.cx.checkpoints).track(
             id,
@@ -345,6 +347,7 @@ impl Tail {
             discard_from: None,
             leftover: Vec::new(),
             head,
+            truncations: 0,
             rotated,
             last_growth: Instant::now(),
             at_eof: false,
@@ -403,6 +406,7 @@ impl Tail {
         if t.head.len < HEAD_BYTES && t.read_pos > t.head.len {
             if let Ok(Some(head)) = Head::read(&t.file, t.read_pos) {
                 t.head = head;
+                t.meta.fingerprint = t.inode.fingerprint(head, t.truncations);
                 lock(&self.cx.checkpoints).set_head(t.id, head);
             }
         }
@@ -447,7 +451,9 @@ impl Tail {
         let rest = &self.buf[pos..];
         if t.discard_from.is_some() {
             // Still inside an over-long line: its bytes are skipped.
-        } else if rest.len() >= max_line {
+        } else if rest.len() > max_line {
+            // Longer than allowed and not finished: emit it cut now and skip
+            // the rest up to its newline (where the line is counted).
             let line_start = base + pos as u64;
             let (line, flags) = cut(rest, max_line, &self.cx.stats);
             emit_line(
@@ -460,7 +466,6 @@ impl Tail {
                 &self.cx.stats,
             );
             t.discard_from = Some(line_start);
-            Stats::add(&self.cx.stats.lines, 1);
         } else {
             t.leftover.extend_from_slice(rest);
         }
@@ -533,6 +538,8 @@ impl Tail {
         t.discard_from = None;
         t.leftover.clear();
         t.head = Head::default();
+        t.truncations += 1;
+        t.meta.fingerprint = t.inode.fingerprint(t.head, t.truncations);
         let mut store = lock(&self.cx.checkpoints);
         store.retire(old);
         store.track(
@@ -582,11 +589,16 @@ impl Tail {
 
 /// Emit a file's last line (without newline) and its unfinished split records.
 fn finish_file(t: &mut Tailed, observed: i64, builder: &mut Builder, stats: &Stats) {
-    if t.discard_from.take().is_none() && !t.leftover.is_empty() {
-        let line = std::mem::take(&mut t.leftover);
-        let start = t.read_pos - line.len() as u64;
-        Stats::add(&stats.lines, 1);
-        emit_line(t, &line, start, Flags::default(), observed, builder, stats);
+    match t.discard_from.take() {
+        // An over-long last line, already emitted cut.
+        Some(_) => Stats::add(&stats.lines, 1),
+        None if !t.leftover.is_empty() => {
+            let line = std::mem::take(&mut t.leftover);
+            let start = t.read_pos - line.len() as u64;
+            Stats::add(&stats.lines, 1);
+            emit_line(t, &line, start, Flags::default(), observed, builder, stats);
+        }
+        None => {}
     }
     t.leftover.clear();
     t.consumed = t.read_pos;

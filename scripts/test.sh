@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The project's test command (see README): bash scripts/test.sh [extra args for the test runner]
+#
+# 1. Python tooling: a venv at target/test-venv with pyarrow, used by the
+#    integration tests to read the Parquet lake independently of the Rust code
+#    (tests/read_parquet.py) and to run the log generator (tests/gen-cri.py).
+# 2. Services: the local stand-ins the integration tests talk to (none yet).
+# 3. The tests: cargo nextest if installed, else cargo test.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+PYARROW_VERSION=26.0.1
+VENV="$ROOT/target/test-venv"
+PYTHON_FOR_VENV=${PYTHON:-python3}
+
+say() { printf 'test.sh: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# --- 1. Python venv with pyarrow ----------------------------------------------
+make_venv() {
+  command -v "$PYTHON_FOR_VENV" >/dev/null || die "$PYTHON_FOR_VENV not found: install Python 3 (3.9+), or set PYTHON=/path/to/python3"
+  if ! "$PYTHON_FOR_VENV" -m venv "$VENV"; then
+    rm -rf "$VENV"
+    # Debian's system python ships venv separately.
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      say "python venv module missing: installing python3-venv with apt-get"
+      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+      "$PYTHON_FOR_VENV" -m venv "$VENV" || die "cannot create a venv at $VENV"
+    else
+      die "cannot create a venv at $VENV: install your distribution's python3-venv package"
+    fi
+  fi
+}
+
+[ -x "$VENV/bin/python" ] || make_venv
+if ! "$VENV/bin/python" -c "import sys, pyarrow; sys.exit(pyarrow.__version__ != '$PYARROW_VERSION')" 2>/dev/null; then
+  say "installing pyarrow==$PYARROW_VERSION into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "pyarrow==$PYARROW_VERSION"
+fi
+export TIDEWATER_TEST_PYTHON="$VENV/bin/python"
+
+# --- 2. Services ---------------------------------------------------------------
+# Local stand-ins for external services (RabbitMQ, BigQuery emulator, S3/moto)
+# are started here, idempotently, once tests need them. None are needed yet:
+# the Parquet sink writes to a local file:// lake.
+
+# --- 3. Tests --------------------------------------------------------------------
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  say "cargo-nextest not found: using cargo test"
+  cargo test --workspace --no-fail-fast "$@"
+fi

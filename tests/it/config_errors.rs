@@ -1,0 +1,268 @@
+//! Configuration errors are caught before anything runs, with exit code 2 and
+//! a message naming the key, the file and the line; plus the rest of the CLI
+//! surface (`--version`, `--help`, `schema`).
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// The README's config, which must validate.
+fn good_config() -> String {
+    Config::relative("cri").to_toml()
+}
+
+/// Replaces the one line of `config` that starts with `key =`.
+fn with_line(config: &str, key: &str, new_line: &str) -> String {
+    let prefix = format!("{key} =");
+    assert_eq!(
+        config.lines().filter(|l| l.starts_with(&prefix)).count(),
+        1,
+        "the test config should have one {key} line"
+    );
+    config
+        .lines()
+        .map(|l| if l.starts_with(&prefix) { new_line } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// The 1-based number of the first line of `text` that starts with `start`.
+fn line_of(text: &str, start: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with(start))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("no line starts with {start:?}"))
+}
+
+/// Runs `tidewater validate` on `config` (written as `name`) and asserts that
+/// it fails with exit code 2 and a stderr that names `key`, the file and,
+/// unless `lines` is empty, one of `lines` (the offending line, or the header
+/// of the table holding it: serde cannot always point closer than that).
+fn assert_rejected(name: &str, config: &str, key: &str, lines: &[usize]) -> Finished {
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_file(name, config);
+    let finished = sandbox
+        .spawn(&["validate", "--config", path_str(&path)])
+        .finish(RUN_ONCE_TIMEOUT);
+    finished.assert_code(2);
+    let stderr = &finished.stderr;
+    assert!(
+        stderr.contains(key),
+        "the error should name {key:?}:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(name),
+        "the error should name the config file {name}:\n{stderr}"
+    );
+    if !lines.is_empty() {
+        assert!(
+            lines.iter().any(|line| {
+                stderr.contains(&format!("line {line}"))
+                    || stderr.contains(&format!("{name}:{line}"))
+            }),
+            "the error should give the line (one of {lines:?}):\n{stderr}"
+        );
+    }
+    assert!(
+        !finished.stdout.contains("config OK"),
+        "a bad config must not be reported OK"
+    );
+    finished
+}
+
+#[test]
+fn a_good_config_validates() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_file("good.toml", good_config());
+    let finished = sandbox
+        .spawn(&["validate", "--config", path_str(&path)])
+        .finish(RUN_ONCE_TIMEOUT);
+    finished.assert_success();
+    assert!(
+        finished.stdout.contains("config OK"),
+        "stdout: {}",
+        finished.stdout
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let good = good_config();
+    let include = good
+        .lines()
+        .find(|l| l.starts_with("include ="))
+        .expect("the config has an include line");
+    let config = with_line(
+        &good,
+        "include",
+        &format!("{include}\ninclde = [\"other/*.log\"]"),
+    );
+    assert_rejected(
+        "unknown-key.toml",
+        &config,
+        "inclde",
+        &[
+            line_of(&config, "inclde"),
+            line_of(&config, "[sources.app]"),
+        ],
+    );
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let config = with_line(&good_config(), "max_rows", "max_rows = \"many\"");
+    assert_rejected(
+        "wrong-type.toml",
+        &config,
+        "max_rows",
+        &[line_of(&config, "max_rows")],
+    );
+}
+
+#[test]
+fn bad_duration_is_named() {
+    let config = with_line(&good_config(), "max_age", "max_age = \"2 fortnights\"");
+    assert_rejected(
+        "bad-duration.toml",
+        &config,
+        "max_age",
+        &[line_of(&config, "max_age")],
+    );
+}
+
+#[test]
+fn missing_sinks_is_reported() {
+    let good = good_config();
+    let config = &good[..good.find("[sinks.lake]").expect("the config has a sink")];
+    assert_rejected("no-sinks.toml", config, "sinks", &[]);
+}
+
+#[test]
+fn unset_environment_variable_is_named() {
+    let config = with_line(&good_config(), "url", "url = \"file://${NOPE_VAR}/lake\"");
+    let finished = assert_rejected("unset-var.toml", &config, "NOPE_VAR", &[]);
+    assert!(
+        !finished.stderr.contains("panicked"),
+        "an unset variable is a config error, not a crash:\n{}",
+        finished.stderr
+    );
+}
+
+#[test]
+fn run_with_a_bad_config_exits_2() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_file(
+        "bad.toml",
+        with_line(&good_config(), "max_age", "max_age = \"2 fortnights\""),
+    );
+    let finished = sandbox
+        .spawn(&["run", "--config", path_str(&path), "--once"])
+        .finish(RUN_ONCE_TIMEOUT);
+    finished.assert_code(2);
+    assert!(
+        finished.stderr.contains("max_age"),
+        "stderr: {}",
+        finished.stderr
+    );
+    assert!(
+        !sandbox.lake().exists(),
+        "a rejected config must not start shipping"
+    );
+}
+
+#[test]
+fn environment_variables_are_substituted() {
+    let sandbox = Sandbox::new();
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 100, &[]);
+    let lake = sandbox.path("lake-from-env");
+    let mut config = Config::relative("cri");
+    config.lake_url = "file://${TW_IT_LAKE}".into();
+    let path = sandbox.write_config(&config);
+    let finished = sandbox
+        .spawn_with_env(
+            &["run", "--config", path_str(&path), "--once"],
+            &[("TW_IT_LAKE", path_str(&lake))],
+        )
+        .finish(RUN_ONCE_TIMEOUT);
+    finished.assert_success();
+    read_lake(&lake).assert_exactly_once(corpus.seqs());
+}
+
+#[test]
+fn version_and_help() {
+    let sandbox = Sandbox::new();
+    let version = sandbox.spawn(&["--version"]).finish(RUN_ONCE_TIMEOUT);
+    version.assert_success();
+    assert!(
+        version.stdout.contains(env!("CARGO_PKG_VERSION")),
+        "--version should print {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        version.stdout
+    );
+    let help = sandbox.spawn(&["--help"]).finish(RUN_ONCE_TIMEOUT);
+    help.assert_success();
+    for command in ["run", "validate", "schema"] {
+        assert!(
+            help.stdout.contains(command),
+            "--help should list {command}:\n{}",
+            help.stdout
+        );
+    }
+}
+
+#[test]
+fn schema_matches_the_schema_file() {
+    let sandbox = Sandbox::new();
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(project_file("schemas/container_log.json"))
+            .expect("cannot read schemas/container_log.json"),
+    )
+    .expect("schemas/container_log.json is JSON");
+    let names = |schema: &Value| -> Vec<String> {
+        schema
+            .as_array()
+            .expect("a BigQuery schema is a JSON array")
+            .iter()
+            .map(|f| {
+                f["name"]
+                    .as_str()
+                    .expect("every field has a name")
+                    .to_string()
+            })
+            .collect()
+    };
+    let expected = names(&file);
+
+    let bigquery = sandbox
+        .spawn(&["schema", "--format", "bigquery"])
+        .finish(RUN_ONCE_TIMEOUT);
+    bigquery.assert_success();
+    let printed: Value = serde_json::from_str(bigquery.stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "schema --format bigquery is not JSON ({e}):\n{}",
+            bigquery.stdout
+        )
+    });
+    assert_eq!(
+        names(&printed),
+        expected,
+        "schema --format bigquery differs from schemas/container_log.json"
+    );
+
+    let arrow = sandbox.spawn(&["schema"]).finish(RUN_ONCE_TIMEOUT);
+    arrow.assert_success();
+    for name in &expected {
+        assert!(
+            arrow.stdout.contains(name.as_str()),
+            "`tidewater schema` does not show {name}:\n{}",
+            arrow.stdout
+        );
+    }
+    for column in COLUMNS {
+        assert!(
+            expected.iter().any(|n| n == column),
+            "the schema file lacks the contract's column {column}"
+        );
+    }
+}

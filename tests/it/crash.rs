@@ -1,0 +1,287 @@
+//! Stopping and restarting: after SIGKILL a restart loses nothing and
+//! duplicates only what was in flight; SIGTERM/SIGINT drain, checkpoint and
+//! exit 0; a restart resumes from the checkpoint.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// `shutdown_timeout` of these tests' configs, and how much longer than it
+/// tidewater may take to exit after SIGTERM.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+const EXIT_SLACK: Duration = Duration::from_secs(5);
+
+#[test]
+fn sigkill_then_restart_loses_nothing() {
+    let sandbox = Sandbox::new();
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 100_000, &[]);
+    let mut config = Config::absolute(&sandbox, "cri");
+    config.max_rows = 2_000;
+    let config = sandbox.write_config(&config);
+
+    let mut tidewater = sandbox.start_run(&config);
+    let mut lake = LakeReader::new(&sandbox.lake());
+    lake.wait_for_a_file(&mut tidewater, LAKE_TIMEOUT);
+    tidewater.signal("KILL");
+    let killed = tidewater.finish(Duration::from_secs(10));
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "tidewater should have died of SIGKILL: {}",
+        killed.status
+    );
+    let before = lake.scan().row_count();
+
+    let (_, summary) = sandbox.run_once_ok(&config);
+
+    let lake = lake.scan();
+    let report = lake.seq_report(corpus.seqs());
+    println!(
+        "SIGKILL after {before} of {} rows were in the lake; the restart read {} records; \
+         {} duplicate rows in the lake",
+        corpus.records,
+        summary.get("records"),
+        report.duplicate_rows()
+    );
+    assert!(
+        report.missing.is_empty(),
+        "records lost across SIGKILL + restart: {}",
+        report.describe()
+    );
+    assert!(
+        report.unexpected.is_empty(),
+        "rows that are not in the corpus: {}",
+        report.describe()
+    );
+    assert!(
+        report.duplicate_rows() < corpus.records as usize / 2,
+        "too many duplicates after SIGKILL (more than in-flight batches could explain): {}",
+        report.describe()
+    );
+    let file_len = fs::metadata(&corpus.path).expect("corpus file").len();
+    assert!(
+        checkpoint_offsets(&read_checkpoints(&sandbox)).contains(&file_len),
+        "after the restart the checkpoint should commit the whole file ({file_len} bytes): {}",
+        read_checkpoints(&sandbox)
+    );
+}
+
+#[test]
+fn sigterm_drains_checkpoints_and_exits_zero() {
+    let sandbox = Sandbox::new();
+    let corpus = generate(
+        &sandbox.logs().join("app.log"),
+        "cri",
+        5_000,
+        &["--partial-share", "0.1"],
+    );
+    let config = sandbox.write_config(&Config::absolute(&sandbox, "cri"));
+
+    let mut tidewater = sandbox.start_run(&config);
+    let mut lake = LakeReader::new(&sandbox.lake());
+    lake.wait_for_seqs(corpus.seqs(), &mut tidewater, LAKE_TIMEOUT);
+    let finished = terminate(tidewater, "TERM");
+    let summary = finished.summary();
+    assert_eq!(
+        summary.get("records"),
+        corpus.records,
+        "records in {summary:?}"
+    );
+
+    let checkpoint = read_checkpoints(&sandbox);
+    assert!(
+        checkpoint_offsets(&checkpoint).contains(&corpus.bytes),
+        "the checkpoint should commit app.log's whole length ({} bytes): {checkpoint}",
+        corpus.bytes
+    );
+    let files_before = lake.scan().files.len();
+
+    // Everything is committed: a restart reads nothing again.
+    let (_, again) = sandbox.run_once_ok(&config);
+    assert_eq!(
+        again.get("records"),
+        0,
+        "the restart re-read committed records: {again:?}"
+    );
+    assert_eq!(
+        again.get("rows_delivered"),
+        0,
+        "the restart re-delivered rows: {again:?}"
+    );
+    let lake = lake.scan();
+    assert_eq!(
+        lake.files.len(),
+        files_before,
+        "the restart wrote new lake files"
+    );
+    lake.assert_exactly_once(corpus.seqs());
+}
+
+#[test]
+fn sigint_drains_like_sigterm() {
+    let sandbox = Sandbox::new();
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 500, &[]);
+    let config = sandbox.write_config(&Config::absolute(&sandbox, "cri"));
+
+    let mut tidewater = sandbox.start_run(&config);
+    let mut lake = LakeReader::new(&sandbox.lake());
+    lake.wait_for_seqs(corpus.seqs(), &mut tidewater, LAKE_TIMEOUT);
+    let finished = terminate(tidewater, "INT");
+    assert_eq!(finished.summary().get("records"), corpus.records);
+    assert!(
+        checkpoint_offsets(&read_checkpoints(&sandbox)).contains(&corpus.bytes),
+        "SIGINT should checkpoint the whole file"
+    );
+}
+
+#[test]
+fn sigterm_flushes_the_open_batch() {
+    let sandbox = Sandbox::new();
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 3_000, &[]);
+    // Nothing would be flushed for an hour: only the shutdown can deliver.
+    let mut config = Config::absolute(&sandbox, "cri");
+    config.max_rows = 1_000_000;
+    config.max_bytes = "512MiB".into();
+    config.max_age = "1h".into();
+    let config = sandbox.write_config(&config);
+
+    let mut tidewater = sandbox.start_run(&config);
+    // SIGTERM once tidewater has read the file's bytes, so that the open
+    // batch holds records; the assertions below hold at any moment.
+    let has_read = wait_until_bytes_read(&mut tidewater, corpus.bytes, Duration::from_secs(60));
+    let finished = terminate(tidewater, "TERM");
+    let first = finished.summary();
+    let mut lake = LakeReader::new(&sandbox.lake());
+    let after_term = lake.scan();
+    println!(
+        "SIGTERM after tidewater read {} bytes: {} records read, {} rows in the lake",
+        if has_read {
+            "the file's"
+        } else {
+            "fewer than the file's"
+        },
+        first.get("records"),
+        after_term.row_count()
+    );
+    if has_read {
+        assert!(
+            first.get("records") > 0,
+            "tidewater read the file but produced no records: {first:?}"
+        );
+    }
+    // Everything read before the stop was flushed and delivered.
+    assert_eq!(
+        after_term.row_count() as u64,
+        first.get("records"),
+        "every record read before SIGTERM must be flushed to the lake at shutdown: {first:?}"
+    );
+    assert_eq!(
+        first.get("rows_delivered") as usize,
+        after_term.row_count(),
+        "rows_delivered should be the rows in the lake: {first:?}"
+    );
+    let report = after_term.seq_report(corpus.seqs());
+    assert!(
+        report.duplicated.is_empty() && report.unexpected.is_empty(),
+        "{}",
+        report.describe()
+    );
+
+    // The restart delivers exactly the rest: a graceful stop leaves no duplicates.
+    let (_, second) = sandbox.run_once_ok(&config);
+    assert_eq!(
+        second.get("records") as usize,
+        corpus.records as usize - after_term.row_count(),
+        "the restart should read exactly what the first run did not deliver: {second:?}"
+    );
+    lake.scan().assert_exactly_once(corpus.seqs());
+}
+
+#[test]
+fn restart_resumes_from_the_checkpoint() {
+    let sandbox = Sandbox::new();
+    let first = generate(
+        &sandbox.logs().join("app.log"),
+        "cri",
+        1_000,
+        &["--partial-share", "0.1"],
+    );
+    let config = sandbox.write_config(&Config::absolute(&sandbox, "cri"));
+    let (_, summary) = sandbox.run_once_ok(&config);
+    assert_eq!(summary.get("records"), first.records);
+
+    // The application logs on; the next run ships only the new records.
+    let more = generate(
+        &sandbox.path("corpus/more.cri"),
+        "cri",
+        1_000,
+        &[
+            "--start-seq",
+            "1000",
+            "--seed",
+            "7",
+            "--partial-share",
+            "0.1",
+        ],
+    );
+    append(
+        &first.path,
+        &fs::read(&more.path).expect("cannot read the second corpus"),
+    );
+    let (_, summary) = sandbox.run_once_ok(&config);
+    assert_eq!(
+        summary.get("records"),
+        more.records,
+        "the second run should read only the appended records"
+    );
+    assert_eq!(
+        summary.get("lines"),
+        more.lines,
+        "the second run should read only the appended lines"
+    );
+
+    read_lake(&sandbox.lake()).assert_exactly_once(0..2_000);
+}
+
+// ---------------------------------------------------------------------------
+
+/// Sends SIG`signal` and asserts a clean exit (code 0) within
+/// `shutdown_timeout` plus a few seconds.
+fn terminate(tidewater: Tidewater, signal: &str) -> Finished {
+    let start = Instant::now();
+    tidewater.signal(signal);
+    let finished = tidewater.finish(SHUTDOWN_TIMEOUT + EXIT_SLACK);
+    finished.assert_success();
+    println!("exited {:?} after SIG{signal}", start.elapsed());
+    finished
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .unwrap_or_else(|e| panic!("cannot append to {}: {e}", path.display()));
+}
+
+/// Waits until the process has read at least `bytes` bytes through read
+/// syscalls (`rchar` of `/proc/<pid>/io`, which counts `pread` too): with a
+/// single log file of that size, it has read (nearly) all of it. Returns false
+/// after `timeout`.
+fn wait_until_bytes_read(tidewater: &mut Tidewater, bytes: u64, timeout: Duration) -> bool {
+    let io = format!("/proc/{}/io", tidewater.pid());
+    poll_until(timeout, || {
+        tidewater.assert_running();
+        fs::read_to_string(&io)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("rchar:"))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+            .is_some_and(|read| read >= bytes)
+    })
+}

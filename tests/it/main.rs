@@ -1,0 +1,20 @@
+//! Integration tests of the `tidewater` binary, against real files and a real
+//! local Parquet lake. Run them with `bash scripts/test.sh` (which installs
+//! pyarrow for the independent reader, `tests/read_parquet.py`).
+//!
+//! - `corpus`: generated CRI and Docker corpora arrive exactly once, readable by
+//!   both the parquet crate and pyarrow; Kubernetes metadata from file paths.
+//! - `rotation`: rename+create and copytruncate rotation while `run` tails.
+//! - `crash`: SIGKILL and restart (no loss, bounded duplicates); SIGTERM drains
+//!   and checkpoints; restarts resume from the checkpoint.
+//! - `bad_input`: invalid UTF-8, NUL bytes, huge lines, CRLF, broken lines,
+//!   empty lines and unreadable entries are all accounted for.
+//! - `config_errors`: bad configs are rejected with the key, file and line;
+//!   the CLI surface (`--version`, `schema`).
+
+mod bad_input;
+mod config_errors;
+mod corpus;
+mod crash;
+mod rotation;
+mod util;

@@ -1,0 +1,175 @@
+//! Log rotation while `tidewater run` tails: rename+create, copytruncate and
+//! delete-while-open must neither lose nor duplicate records.
+//!
+//! The test itself is the application: it appends lines of a generated corpus
+//! to `logs/app.log` at a steady pace (whole lines per write, like a logger)
+//! and rotates the file the way logrotate or the kubelet would, while the
+//! tidewater process tails it.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::util::*;
+
+/// Lines per write; the pace is one write per [`PACE`].
+const CHUNK_LINES: usize = 50;
+const PACE: Duration = Duration::from_millis(20);
+
+#[test]
+fn rename_rotation_loses_and_duplicates_nothing() {
+    const SEGMENTS: usize = 4;
+    const PER_SEGMENT: usize = 1_500;
+    let sandbox = Sandbox::new();
+    let corpus = generate(
+        &sandbox.path("corpus/app.cri"),
+        "cri",
+        (SEGMENTS * PER_SEGMENT) as u64,
+        &["--partial-share", "0"],
+    );
+    let lines = corpus.lines();
+    assert_eq!(
+        lines.len(),
+        SEGMENTS * PER_SEGMENT,
+        "one line per record without P/F splits"
+    );
+
+    // `*.log` does not match the rotated `app.log.N`: tidewater must keep
+    // reading a renamed file it already has open.
+    let config = sandbox.write_config(&Config::absolute(&sandbox, "cri"));
+    let mut tidewater = sandbox.start_run(&config);
+    let mut lake = LakeReader::new(&sandbox.lake());
+    let live = sandbox.logs().join("app.log");
+
+    for (i, segment) in lines.chunks(PER_SEGMENT).enumerate() {
+        let first_seq = (i * PER_SEGMENT) as i64;
+        let (head, rest) = segment.split_at(PER_SEGMENT / 3);
+        write_paced(&live, head);
+        // The new file has been found and is being read...
+        lake.wait_for_seqs(first_seq..first_seq + 1, &mut tidewater, LAKE_TIMEOUT);
+        // ...and what is written right before the rename must still arrive.
+        write_paced(&live, rest);
+        if i + 1 < SEGMENTS {
+            fs::rename(&live, sandbox.logs().join(format!("app.log.{}", i + 1)))
+                .expect("cannot rotate app.log by renaming it");
+        }
+    }
+
+    lake.wait_for_seqs(corpus.seqs(), &mut tidewater, LAKE_TIMEOUT);
+    tidewater.signal("TERM");
+    let finished = tidewater.finish(Duration::from_secs(30));
+    finished.assert_success();
+    let summary = finished.summary();
+
+    let lake = lake.scan();
+    lake.assert_exactly_once(corpus.seqs());
+    assert_eq!(
+        summary.get("records"),
+        corpus.records,
+        "records read in {summary:?}"
+    );
+    assert!(
+        summary.get("files") >= SEGMENTS as u64,
+        "{SEGMENTS} files were written, the summary counts {}",
+        summary.get("files")
+    );
+}
+
+#[test]
+fn copytruncate_restarts_at_the_beginning() {
+    let sandbox = Sandbox::new();
+    let part1 = generate(
+        &sandbox.path("corpus/part1.cri"),
+        "cri",
+        3_000,
+        &["--partial-share", "0"],
+    );
+    // A different seed, as a later stretch of a real log has different times.
+    let part2 = generate(
+        &sandbox.path("corpus/part2.cri"),
+        "cri",
+        1_000,
+        &["--partial-share", "0", "--start-seq", "3000", "--seed", "7"],
+    );
+
+    let config = sandbox.write_config(&Config::absolute(&sandbox, "cri"));
+    let mut tidewater = sandbox.start_run(&config);
+    let mut lake = LakeReader::new(&sandbox.lake());
+    let live = sandbox.logs().join("app.log");
+
+    write_paced(&live, &part1.lines());
+    lake.wait_for_seqs(part1.seqs(), &mut tidewater, LAKE_TIMEOUT);
+
+    // logrotate's copytruncate: copy the file away (to a name the glob does
+    // not match), then truncate it in place; the application keeps appending.
+    fs::copy(&live, sandbox.logs().join("app.log.1")).expect("cannot copy app.log");
+    OpenOptions::new()
+        .write(true)
+        .open(&live)
+        .and_then(|f| f.set_len(0))
+        .expect("cannot truncate app.log");
+    write_paced(&live, &part2.lines());
+
+    lake.wait_for_seqs(
+        part1.start_seq as i64..(part2.start_seq + part2.records) as i64,
+        &mut tidewater,
+        LAKE_TIMEOUT,
+    );
+    tidewater.signal("TERM");
+    tidewater.finish(Duration::from_secs(30)).assert_success();
+
+    let lake = lake.scan();
+    lake.assert_exactly_once(part1.seqs().start..part2.seqs().end);
+}
+
+#[test]
+fn deleted_file_is_read_to_its_end() {
+    let sandbox = Sandbox::new();
+    let part1 = generate(
+        &sandbox.path("corpus/part1.cri"),
+        "cri",
+        2_000,
+        &["--partial-share", "0"],
+    );
+    let part2 = generate(
+        &sandbox.path("corpus/part2.cri"),
+        "cri",
+        500,
+        &["--partial-share", "0", "--start-seq", "2000", "--seed", "7"],
+    );
+
+    let config = sandbox.write_config(&Config::absolute(&sandbox, "cri"));
+    let mut tidewater = sandbox.start_run(&config);
+    let mut lake = LakeReader::new(&sandbox.lake());
+    let live = sandbox.logs().join("app.log");
+
+    let lines = part1.lines();
+    let (head, rest) = lines.split_at(100);
+    write_paced(&live, head);
+    lake.wait_for_seqs(0..1, &mut tidewater, LAKE_TIMEOUT);
+    // Written, then deleted at once while tidewater has the file open.
+    write_paced(&live, rest);
+    fs::remove_file(&live).expect("cannot delete app.log");
+    write_paced(&live, &part2.lines());
+
+    lake.wait_for_seqs(0..2_500, &mut tidewater, LAKE_TIMEOUT);
+    tidewater.signal("TERM");
+    tidewater.finish(Duration::from_secs(30)).assert_success();
+    lake.scan().assert_exactly_once(0..2_500);
+}
+
+/// Appends `lines` to `path` (creating it), [`CHUNK_LINES`] whole lines per
+/// write, one write per [`PACE`]: a steadily logging application.
+fn write_paced(path: &Path, lines: &[Vec<u8>]) {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {} for appending: {e}", path.display()));
+    for chunk in lines.chunks(CHUNK_LINES) {
+        file.write_all(&chunk.concat())
+            .unwrap_or_else(|e| panic!("cannot append to {}: {e}", path.display()));
+        std::thread::sleep(PACE);
+    }
+}
