@@ -36,7 +36,7 @@ use crate::source::tail::{Tail, TailContext};
 use crate::stats::Stats;
 
 /// Batches waiting between the sources and the dispatcher.
-const SOURCE_QUEUE: usize = 2;
+const SOURCE_QUEUE: usize = 1;
 
 /// Columns of the bundled schema that are nearly unique per row: Parquet
 /// dictionaries only cost CPU there (measured in BENCHMARKS.md).
@@ -162,7 +162,7 @@ impl Pipeline {
         let mut workers = JoinSet::new();
         let mut queues = Vec::new();
         for (sink, concurrency) in &self.sinks {
-            let (tx, rx) = mpsc::channel::<Arc<Dispatched>>(*concurrency);
+            let (tx, rx) = mpsc::channel::<Arc<Dispatched>>(1);
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
             for _ in 0..*concurrency {
                 workers.spawn(worker(

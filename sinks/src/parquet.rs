@@ -17,7 +17,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::store::{self, Location};
 use crate::{Delivery, KeyTemplate, RejectedRow, Sink, SinkBatch, SinkError};
@@ -34,9 +34,9 @@ pub struct ParquetConfig {
     pub path_template: String,
     /// zstd level (1 is the measured sweet spot); 0 turns compression off.
     pub zstd_level: i32,
-    /// Columns written without dictionary encoding: high-cardinality ones
-    /// (messages, JSON bodies, timestamps), where building a dictionary costs
-    /// CPU and saves nothing.
+    /// Columns written without dictionary encoding or min/max statistics:
+    /// high-cardinality ones (messages, JSON bodies), where a dictionary and
+    /// byte-wise min/max comparisons cost CPU and help no query.
     pub plain_columns: Vec<String>,
 }
 
@@ -87,7 +87,9 @@ impl ParquetSink {
             .set_compression(compression)
             .set_max_row_group_row_count(Some(1 << 20));
         for column in &config.plain_columns {
-            props = props.set_column_dictionary_enabled(column.as_str().into(), false);
+            props = props
+                .set_column_dictionary_enabled(column.as_str().into(), false)
+                .set_column_statistics_enabled(column.as_str().into(), EnabledStatistics::None);
         }
         let props = props.build();
         let location = store::open(name, &config.url, base_dir)?;
