@@ -25,7 +25,10 @@ use crate::source::{FileId, FileMeta};
 /// A finished batch and what it covers.
 #[derive(Debug)]
 pub struct Batch {
-    /// Stable id: `<file fingerprint>-<offset>` of the first row.
+    /// Deterministic id: a hash of every file's fingerprint and first and
+    /// last row offsets in the batch, then the first row's offset. Batches
+    /// with other rows get other ids, so a replay after a restart can never
+    /// overwrite another batch's object.
     pub id: String,
     pub records: RecordBatch,
     /// For each file: every byte before this offset is in this batch or an earlier one.
@@ -86,7 +89,8 @@ pub struct Builder {
     rows: usize,
     bytes: u64,
     started: Option<Instant>,
-    first: Option<String>,
+    /// Per file in the batch: (fingerprint, first row offset, last row offset).
+    spans: Vec<(u64, u64, u64)>,
     acks: Vec<(FileId, u64)>,
 }
 
@@ -136,6 +140,20 @@ impl Builder {
                 From::Extra(_) => None,
                 _ => Some(DataType::Utf8),
             };
+            let always_set = matches!(
+                from,
+                From::Timestamp
+                    | From::Observed
+                    | From::Offset
+                    | From::Flags
+                    | From::Source
+                    | From::File
+            );
+            if !field.is_nullable() && !always_set {
+                return Err(format!(
+                    "schema column {name:?} is REQUIRED, but records can lack it: make it NULLABLE"
+                ));
+            }
             let dt = field.data_type();
             if let Some(want) = want {
                 if *dt != want {
@@ -177,7 +195,7 @@ impl Builder {
             rows: 0,
             bytes: 0,
             started: None,
-            first: None,
+            spans: Vec::new(),
             acks: Vec::new(),
         })
     }
@@ -240,8 +258,12 @@ impl Builder {
                 _ => unreachable!("column type checked against its source in Builder::new"),
             }
         }
-        if self.first.is_none() {
-            self.first = Some(format!("{:016x}-{}", meta.fingerprint, rec.offset));
+        match self.spans.last_mut() {
+            Some(span) if span.0 == meta.fingerprint => span.2 = rec.offset,
+            _ => match self.spans.iter_mut().find(|s| s.0 == meta.fingerprint) {
+                Some(span) => span.2 = rec.offset,
+                None => self.spans.push((meta.fingerprint, rec.offset, rec.offset)),
+            },
         }
         self.rows += 1;
         self.started.get_or_insert_with(Instant::now);
@@ -297,7 +319,7 @@ impl Builder {
         let records = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
             .expect("builders follow the schema, so the batch is valid");
         let batch = Batch {
-            id: self.first.take().unwrap_or_else(|| "empty".into()),
+            id: batch_id(&std::mem::take(&mut self.spans)),
             records,
             acks: std::mem::take(&mut self.acks),
             input_bytes: self.bytes,
@@ -307,6 +329,19 @@ impl Builder {
         self.started = None;
         Some(batch)
     }
+}
+
+/// `<hash of all spans>-<first offset>`; `empty` for a batch without rows.
+fn batch_id(spans: &[(u64, u64, u64)]) -> String {
+    let Some(first) = spans.first() else {
+        return "empty".into();
+    };
+    let bytes: Vec<u8> = spans
+        .iter()
+        .flat_map(|(fp, a, b)| [fp.to_le_bytes(), a.to_le_bytes(), b.to_le_bytes()])
+        .flatten()
+        .collect();
+    format!("{:016x}-{}", xxhash_rust::xxh3::xxh3_64(&bytes), first.1)
 }
 
 /// Time left before `deadline`, saturating at zero.
@@ -361,5 +396,24 @@ fn append_null(col: &mut Col) {
         Col::Float(b) => b.append_null(),
         Col::Bool(b) => b.append_null(),
         Col::StrList(b) => b.append(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_id;
+
+    #[test]
+    fn batch_ids_differ_whenever_the_rows_differ() {
+        // Same first row, but one batch also holds rows of a second file:
+        // their objects must not overwrite each other.
+        let a = batch_id(&[(1, 100, 900)]);
+        let b = batch_id(&[(1, 100, 900), (2, 0, 50)]);
+        let c = batch_id(&[(1, 100, 500)]);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert!(a.ends_with("-100"));
+        assert_eq!(a, batch_id(&[(1, 100, 900)]), "deterministic");
+        assert_eq!(batch_id(&[]), "empty");
     }
 }

@@ -110,13 +110,24 @@ impl Checkpoints {
         })
     }
 
-    /// Take the remembered entry of `source` for this inode, if any.
-    pub fn claim(&mut self, source: &str, inode: Inode) -> Option<Entry> {
+    /// Take the remembered entry of `source` for this inode whose head
+    /// `matches` (the same content), else any entry for the inode. Every
+    /// other entry for the inode is dropped: it described content that is gone.
+    pub fn claim(
+        &mut self,
+        source: &str,
+        inode: Inode,
+        matches: impl Fn(&Entry) -> bool,
+    ) -> Option<Entry> {
+        let mine = |e: &Entry| e.source == source && e.inode() == inode;
         let i = self
             .unclaimed
             .iter()
-            .position(|e| e.source == source && e.inode() == inode)?;
-        Some(self.unclaimed.swap_remove(i))
+            .position(|e| mine(e) && matches(e))
+            .or_else(|| self.unclaimed.iter().position(mine))?;
+        let entry = self.unclaimed.swap_remove(i);
+        self.unclaimed.retain(|e| !mine(e));
+        Some(entry)
     }
 
     /// Take every remaining remembered entry of `source` (files that no glob
@@ -271,12 +282,15 @@ mod tests {
         assert!(store.take_changes().is_none());
 
         let mut again = Checkpoints::open(dir.path()).expect("reload");
-        assert!(again.claim("other", Inode { dev: 1, ino: 5 }).is_none());
+        let any = |_: &Entry| true;
+        assert!(again
+            .claim("other", Inode { dev: 1, ino: 5 }, any)
+            .is_none());
         let e = again
-            .claim("app", Inode { dev: 1, ino: 5 })
+            .claim("app", Inode { dev: 1, ino: 5 }, any)
             .expect("claimed");
         assert_eq!(e.offset, 42);
-        assert!(again.claim("app", Inode { dev: 1, ino: 5 }).is_none());
+        assert!(again.claim("app", Inode { dev: 1, ino: 5 }, any).is_none());
     }
 
     #[test]

@@ -263,7 +263,9 @@ impl Pipeline {
             deadline = Some(Instant::now() + self.config.shutdown_timeout);
         };
         shutdown.store(true, Ordering::Relaxed);
-        checkpoint_writer.abort();
+        // No periodic write may still be running when the final one starts.
+        stop_writer.notify_one();
+        let _ = checkpoint_writer.await;
         save(&checkpoints)
             .await
             .context("writing the final checkpoint")?;

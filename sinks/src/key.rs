@@ -219,19 +219,32 @@ fn render_row(values: &[Value], row: usize, out: &mut String) {
     }
 }
 
-/// Append `value` as one safe path segment.
+/// Append `value` as one safe path segment (at most ~100 bytes: longer
+/// values are cut and end with a hash of the whole value, so they stay
+/// distinct and within file-name limits).
 fn push_segment(value: &str, out: &mut String) {
+    const MAX: usize = 80;
     if value.is_empty() || value == "." || value == ".." {
         out.push_str("unknown");
         return;
     }
-    out.extend(value.chars().map(|c| {
+    let mut cut = value.len().min(MAX);
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.extend(value[..cut].chars().map(|c| {
         if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '=') {
             c
         } else {
             '_'
         }
     }));
+    if cut < value.len() {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        value.hash(&mut h);
+        out.push_str(&format!("-{:016x}", h.finish()));
+    }
 }
 
 #[cfg(test)]
@@ -293,5 +306,17 @@ mod tests {
         assert!(KeyTemplate::parse("dt={dt}/data.parquet").is_err());
         assert!(KeyTemplate::parse("../{id}").is_err());
         assert!(KeyTemplate::parse("{dt/{id}").is_err());
+    }
+}
+
+#[cfg(test)]
+mod segment_tests {
+    #[test]
+    fn long_values_are_cut_and_stay_distinct() {
+        let (mut a, mut b) = (String::new(), String::new());
+        super::push_segment(&"x".repeat(300), &mut a);
+        super::push_segment(&format!("{}y", "x".repeat(299)), &mut b);
+        assert!(a.len() < 120, "{}", a.len());
+        assert_ne!(a, b);
     }
 }

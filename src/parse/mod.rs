@@ -96,6 +96,9 @@ pub struct FileParser {
     max_record_bytes: usize,
     /// Split records per stream: stdout, stderr.
     pending: [Pending; 2],
+    /// Per stream: a split record reached `max_record_bytes` and was emitted
+    /// cut; its remaining pieces are skipped up to its final one.
+    skipping: [bool; 2],
 }
 
 const STREAMS: [&str; 2] = ["stdout", "stderr"];
@@ -111,6 +114,7 @@ impl FileParser {
             extra_keys,
             max_record_bytes,
             pending: Default::default(),
+            skipping: [false; 2],
         }
     }
 
@@ -262,6 +266,10 @@ impl FileParser {
         let slot = usize::from(stream == "stderr");
         let ts = (ts_us != i64::MIN).then_some(ts_us);
         let stream = STREAMS[slot];
+        if self.skipping[slot] {
+            self.skipping[slot] = partial;
+            return;
+        }
         if !partial && !self.pending[slot].active {
             let mut rec = Record {
                 timestamp_us: ts,
@@ -296,9 +304,14 @@ impl FileParser {
         } else {
             p.text.push_str(body);
         }
-        if partial {
+        let full = p.flags.contains(Flags::TRUNCATED);
+        if partial && !full {
             return;
         }
+        // The record is complete, or as long as it may get: emit it now so a
+        // runaway split record (a progress bar without newline) neither grows
+        // without bound nor holds the checkpoint back.
+        self.skipping[slot] = partial;
         let p = std::mem::take(&mut self.pending[slot]);
         let mut rec = Record {
             timestamp_us: p.timestamp_us,
@@ -446,6 +459,46 @@ mod tests {
             (out[1].0, out[1].1.as_str(), out[1].2.as_deref()),
             (0, "hello", Some("info"))
         );
+    }
+
+    #[test]
+    fn runaway_split_records_are_cut_and_release_the_checkpoint() {
+        let mut p = FileParser::new(Format::Cri, Vec::new().into(), 10);
+        let mut out = Vec::new();
+        let lines: [&[u8]; 4] = [
+            b"2026-11-22T03:00:00Z stdout P 123456",
+            b"2026-11-22T03:00:00Z stdout P 789abc",
+            b"2026-11-22T03:00:00Z stdout P def",
+            b"2026-11-22T03:00:00Z stdout F end",
+        ];
+        for (i, l) in lines.iter().enumerate() {
+            p.line(l, i as u64 * 100, Flags::default(), &mut |r: &Record| {
+                out.push((
+                    r.offset,
+                    r.message.as_deref().unwrap_or_default().to_string(),
+                    r.flags,
+                ))
+            });
+            if i >= 1 {
+                assert_eq!(p.pending_offset(), None, "after line {i}");
+            }
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, "123456789a");
+        assert!(out[0].2.contains(Flags::TRUNCATED));
+        p.line(
+            b"2026-11-22T03:00:01Z stdout F next",
+            400,
+            Flags::default(),
+            &mut |r: &Record| {
+                out.push((
+                    r.offset,
+                    r.message.as_deref().unwrap_or_default().to_string(),
+                    r.flags,
+                ))
+            },
+        );
+        assert_eq!(out[1].1, "next");
     }
 
     #[test]

@@ -164,6 +164,7 @@ impl Tail {
         self.discover(true);
         self.resume_rotated();
         let mut last_scan = Instant::now();
+        let mut last_check = Instant::now();
         while !self.closed {
             if self.cx.shutdown.load(Ordering::Relaxed) {
                 break;
@@ -190,8 +191,14 @@ impl Tail {
                 }
                 continue;
             }
-            if !read_any {
+            // Files at their end are checked for rotation and truncation when
+            // idle, and at least every IDLE_POLL when other files keep the
+            // reader busy.
+            if !read_any || last_check.elapsed() >= IDLE_POLL {
                 self.check_files();
+                last_check = Instant::now();
+            }
+            if !read_any {
                 let mut wait = IDLE_POLL;
                 if let Some(d) = self.cx.builder.deadline() {
                     wait = wait.min(until(d));
@@ -270,9 +277,10 @@ impl Tail {
         };
         self.warned.remove(path);
         let size = md.len();
-        let remembered = lock(&self.cx.checkpoints).claim(&self.cx.name, inode);
+        let same_content = |e: &Entry| e.head().matches(&file).unwrap_or(false);
+        let remembered = lock(&self.cx.checkpoints).claim(&self.cx.name, inode, same_content);
         let start = match remembered {
-            Some(e) if e.offset <= size && e.head().matches(&file).unwrap_or(false) => e.offset,
+            Some(e) if e.offset <= size && same_content(&e) => e.offset,
             Some(_) => {
                 tracing::info!(path = %path.display(), "file changed since the checkpoint (new file with a reused inode, or truncated): reading from the start");
                 0
@@ -288,19 +296,32 @@ impl Tail {
     fn resume_rotated(&mut self) {
         let rest = lock(&self.cx.checkpoints).claim_rest(&self.cx.name);
         for e in rest {
-            let Ok(file) = File::open(&e.path) else {
-                continue;
-            };
-            let Ok(md) = file.metadata() else { continue };
-            if Inode::of(&md) != e.inode()
-                || md.len() <= e.offset
-                || !e.head().matches(&file).unwrap_or(false)
-            {
-                continue;
+            if self.files.iter().any(|t| t.inode == e.inode()) {
+                continue; // already open under a matching name
             }
-            tracing::info!(path = %e.path.display(), offset = e.offset, "resuming a rotated file from the checkpoint");
-            let path = e.path.clone();
-            self.open(&path, file, e.inode(), e.offset, true);
+            // The file may have been renamed after the checkpoint was written.
+            let found = [Some(e.path.clone()), find_renamed(&e.path, e.inode())]
+                .into_iter()
+                .flatten()
+                .find_map(|p| {
+                    let file = File::open(&p).ok()?;
+                    let md = file.metadata().ok()?;
+                    let same =
+                        Inode::of(&md) == e.inode() && e.head().matches(&file).unwrap_or(false);
+                    same.then_some((p, file, md.len()))
+                });
+            match found {
+                Some((path, file, size)) if size > e.offset => {
+                    tracing::info!(path = %path.display(), offset = e.offset, "resuming a rotated file from the checkpoint");
+                    self.open(&path, file, e.inode(), e.offset, true);
+                }
+                Some(_) => {} // fully delivered
+                None => tracing::warn!(
+                    path = %e.path.display(),
+                    offset = e.offset,
+                    "a file remembered by the checkpoint is gone; whatever it held past the offset was not delivered"
+                ),
+            }
         }
     }
 
@@ -425,7 +446,7 @@ impl Tail {
                 t.consumed = base + pos as u64;
                 continue;
             }
-            let (line, flags) = cut(line, max_line, &self.cx.stats);
+            let (line, flags) = cut(line, max_line);
             emit_line(
                 t,
                 line,
@@ -455,7 +476,7 @@ impl Tail {
             // Longer than allowed and not finished: emit it cut now and skip
             // the rest up to its newline (where the line is counted).
             let line_start = base + pos as u64;
-            let (line, flags) = cut(rest, max_line, &self.cx.stats);
+            let (line, flags) = cut(rest, max_line);
             emit_line(
                 t,
                 line,
@@ -608,9 +629,8 @@ fn finish_file(t: &mut Tailed, observed: i64, builder: &mut Builder, stats: &Sta
 }
 
 /// Cut a line to `max` bytes, flagging it.
-fn cut<'a>(line: &'a [u8], max: usize, stats: &Stats) -> (&'a [u8], Flags) {
+fn cut(line: &[u8], max: usize) -> (&[u8], Flags) {
     if line.len() > max {
-        Stats::add(&stats.truncated, 1);
         (&line[..max], Flags::TRUNCATED)
     } else {
         (line, Flags::default())
@@ -644,6 +664,9 @@ fn append(builder: &mut Builder, meta: &FileMeta, rec: &Record, observed: i64, s
     }
     if rec.flags.contains(Flags::INVALID_UTF8) {
         Stats::add(&stats.invalid_utf8, 1);
+    }
+    if rec.flags.contains(Flags::TRUNCATED) {
+        Stats::add(&stats.truncated, 1);
     }
     Stats::add(&stats.records, 1);
     builder.append(meta, rec, observed);

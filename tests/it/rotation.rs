@@ -173,3 +173,48 @@ fn write_paced(path: &Path, lines: &[Vec<u8>]) {
         std::thread::sleep(PACE);
     }
 }
+
+/// A file rotated while tidewater was stopped, after lines were appended to
+/// it: the next start finds it under its new name (no glob matches it) and
+/// delivers the rest from the checkpoint; the new file is read from the start.
+#[test]
+fn a_file_rotated_while_stopped_is_finished_from_the_checkpoint() {
+    let sandbox = Sandbox::new();
+    let part1 = generate(
+        &sandbox.path("corpus/part1.cri"),
+        "cri",
+        1_000,
+        &["--partial-share", "0"],
+    );
+    let part2 = generate(
+        &sandbox.path("corpus/part2.cri"),
+        "cri",
+        700,
+        &["--partial-share", "0", "--start-seq", "1000", "--seed", "8"],
+    );
+    let part3 = generate(
+        &sandbox.path("corpus/part3.cri"),
+        "cri",
+        300,
+        &["--partial-share", "0", "--start-seq", "1700", "--seed", "9"],
+    );
+    let config = sandbox.write_config(&Config::absolute(&sandbox, "cri"));
+    let live = sandbox.logs().join("app.log");
+    fs::write(&live, part1.lines().concat()).expect("write part 1");
+    sandbox.run_once_ok(&config);
+
+    // While stopped: more lines, then kubelet-style rotation.
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(&live)
+        .expect("open app.log");
+    f.write_all(&part2.lines().concat()).expect("append part 2");
+    drop(f);
+    let rotated = sandbox.logs().join("app.log.20261122-030000");
+    fs::rename(&live, &rotated).expect("rotate");
+    fs::write(&live, part3.lines().concat()).expect("write part 3");
+
+    let (_, summary) = sandbox.run_once_ok(&config);
+    assert_eq!(summary.get("records"), 1_000, "{summary:?}");
+    read_lake(&sandbox.lake()).assert_exactly_once(0..2_000);
+}
