@@ -507,3 +507,95 @@ fn rfc3339_parser_matches_the_corpus_epoch() {
     );
     assert_eq!(rfc3339_micros("1970-01-01T00:00:01.000001999Z"), 1_000_001);
 }
+
+/// `[[columns]]` extracts typed columns from JSON bodies; a value that does
+/// not convert is NULL, flagged `conversion_error`, and kept in `fields`.
+#[test]
+fn extra_columns_are_typed_and_bad_values_flagged() {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Float64Type, Int64Type};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let sandbox = Sandbox::new();
+    let lines = [
+        r#"2026-11-22T03:00:00Z stdout F {"msg":"ok","status":200,"latency_ms":1.5}"#,
+        r#"2026-11-22T03:00:01Z stdout F {"msg":"text number","status":"404","latency_ms":2}"#,
+        r#"2026-11-22T03:00:02Z stdout F {"msg":"bad","status":"n/a","latency_ms":3.25}"#,
+    ];
+    sandbox.write_file("logs/app.log", lines.join("\n") + "\n");
+    let mut toml = Config::relative("cri").to_toml();
+    toml.push_str(
+        "\n[[columns]]\nname = \"status\"\ntype = \"INTEGER\"\n\n[[columns]]\nname = \"latency\"\ntype = \"FLOAT\"\nfrom = \"latency_ms\"\n",
+    );
+    let config = sandbox.write_file("extra.toml", toml);
+    sandbox.run_once_ok(&config);
+
+    let mut files = Vec::new();
+    collect_parquet_files(&sandbox.lake(), &mut files);
+    let mut rows = Vec::new();
+    for file in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&file).expect("open"))
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .unwrap_or_else(|| panic!("no column {name}"))
+                    .clone()
+            };
+            let (message, status, latency, flags, fields) = (
+                col("message"),
+                col("status"),
+                col("latency"),
+                col("flags"),
+                col("fields"),
+            );
+            let (message, fields) = (message.as_string::<i32>(), fields.as_string::<i32>());
+            let (status, latency) = (
+                status.as_primitive::<Int64Type>(),
+                latency.as_primitive::<Float64Type>(),
+            );
+            let flags = flags.as_list::<i32>();
+            for i in 0..batch.num_rows() {
+                let row_flags = flags.value(i);
+                let row_flags: Vec<String> = row_flags
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .collect();
+                rows.push((
+                    message.value(i).to_string(),
+                    status.is_valid(i).then(|| status.value(i)),
+                    latency.is_valid(i).then(|| latency.value(i)),
+                    row_flags,
+                    fields.value(i).to_string(),
+                ));
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1, rows[0].2),
+        ("bad", None, Some(3.25))
+    );
+    assert_eq!(rows[0].3, vec!["conversion_error".to_string()]);
+    assert!(
+        rows[0].4.contains("n/a"),
+        "the unconverted value stays in fields: {}",
+        rows[0].4
+    );
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1, rows[1].2),
+        ("ok", Some(200), Some(1.5))
+    );
+    assert!(rows[1].3.is_empty());
+    assert_eq!(
+        (rows[2].0.as_str(), rows[2].1, rows[2].2),
+        ("text number", Some(404), Some(2.0))
+    );
+}

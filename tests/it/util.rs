@@ -816,7 +816,7 @@ pub fn read_lake(dir: &Path) -> Lake {
     LakeReader::new(dir).scan()
 }
 
-fn collect_parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
+pub fn collect_parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
