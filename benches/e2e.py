@@ -29,6 +29,7 @@ def main():
     p.add_argument("--binary", default=os.path.join(ROOT, "target/release/tidewater"))
     p.add_argument("--no-build", action="store_true")
     a = p.parse_args()
+    a.binary = os.path.abspath(a.binary)
 
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--bin", "tidewater"], cwd=ROOT, check=True)
