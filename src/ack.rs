@@ -96,7 +96,7 @@ impl AckTracker {
             }
         }
         if !commits.is_empty() {
-            let mut store = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+            let mut store = crate::lock(&self.checkpoints);
             for (file, offset) in commits {
                 store.commit(file, offset);
             }

@@ -7,7 +7,7 @@
 //! advance once every sink has the batch.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder,
@@ -39,7 +39,7 @@ pub struct Batch {
 
 /// Where a column's values come from.
 #[derive(Debug, Clone, Copy)]
-enum From {
+enum Fill {
     Timestamp,
     Observed,
     Stream,
@@ -82,7 +82,7 @@ enum Converted {
 /// Accumulates records into one Arrow batch at a time.
 pub struct Builder {
     schema: SchemaRef,
-    columns: Vec<(From, Col)>,
+    columns: Vec<(Fill, Col)>,
     extra_types: Vec<DataType>,
     converted: Vec<Converted>,
     limits: BatchConfig,
@@ -108,23 +108,23 @@ impl Builder {
         for field in arrow_schema.fields() {
             let name = field.name().as_str();
             let from = match name {
-                "timestamp" => From::Timestamp,
-                "observed_timestamp" => From::Observed,
-                "stream" => From::Stream,
-                "level" => From::Level,
-                "message" => From::Message,
-                "fields" => From::Fields,
-                "namespace" => From::Namespace,
-                "pod" => From::Pod,
-                "container" => From::Container,
-                "node" => From::Node,
-                "source" => From::Source,
-                "file" => From::File,
-                "offset" => From::Offset,
-                "flags" => From::Flags,
-                "parse_error" => From::ParseError,
+                "timestamp" => Fill::Timestamp,
+                "observed_timestamp" => Fill::Observed,
+                "stream" => Fill::Stream,
+                "level" => Fill::Level,
+                "message" => Fill::Message,
+                "fields" => Fill::Fields,
+                "namespace" => Fill::Namespace,
+                "pod" => Fill::Pod,
+                "container" => Fill::Container,
+                "node" => Fill::Node,
+                "source" => Fill::Source,
+                "file" => Fill::File,
+                "offset" => Fill::Offset,
+                "flags" => Fill::Flags,
+                "parse_error" => Fill::ParseError,
                 other => match extras.iter().position(|x| x.name == other) {
-                    Some(i) => From::Extra(i),
+                    Some(i) => Fill::Extra(i),
                     None => {
                         return Err(format!(
                             "schema column {other:?} has no source: declare it under [[columns]] to extract it from the JSON body"
@@ -134,20 +134,20 @@ impl Builder {
             };
             let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
             let want = match from {
-                From::Timestamp | From::Observed => Some(ts.clone()),
-                From::Offset => Some(DataType::Int64),
-                From::Flags => None,
-                From::Extra(_) => None,
+                Fill::Timestamp | Fill::Observed => Some(ts.clone()),
+                Fill::Offset => Some(DataType::Int64),
+                Fill::Flags => None,
+                Fill::Extra(_) => None,
                 _ => Some(DataType::Utf8),
             };
             let always_set = matches!(
                 from,
-                From::Timestamp
-                    | From::Observed
-                    | From::Offset
-                    | From::Flags
-                    | From::Source
-                    | From::File
+                Fill::Timestamp
+                    | Fill::Observed
+                    | Fill::Offset
+                    | Fill::Flags
+                    | Fill::Source
+                    | Fill::File
             );
             if !field.is_nullable() && !always_set {
                 return Err(format!(
@@ -171,7 +171,7 @@ impl Builder {
                 DataType::Float64 => Col::Float(Float64Builder::new()),
                 DataType::Boolean => Col::Bool(BooleanBuilder::new()),
                 DataType::List(item)
-                    if *item.data_type() == DataType::Utf8 && matches!(from, From::Flags) =>
+                    if *item.data_type() == DataType::Utf8 && matches!(from, Fill::Flags) =>
                 {
                     Col::StrList(ListBuilder::new(StringBuilder::new()))
                 }
@@ -181,7 +181,7 @@ impl Builder {
                     ))
                 }
             };
-            if let From::Extra(i) = from {
+            if let Fill::Extra(i) = from {
                 extra_types[i] = dt.clone();
             }
             columns.push((from, col));
@@ -198,11 +198,6 @@ impl Builder {
             spans: Vec::new(),
             acks: Vec::new(),
         })
-    }
-
-    /// The schema of the batches this builder makes.
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
     }
 
     /// Count `bytes` of input lines toward the `max_bytes` limit.
@@ -225,31 +220,31 @@ impl Builder {
         }
         for (from, col) in &mut self.columns {
             match (from, col) {
-                (From::Timestamp, Col::Ts(b)) => {
+                (Fill::Timestamp, Col::Ts(b)) => {
                     b.append_value(rec.timestamp_us.unwrap_or(observed_us))
                 }
-                (From::Observed, Col::Ts(b)) => b.append_value(observed_us),
-                (From::Offset, Col::Int(b)) => b.append_value(rec.offset as i64),
-                (From::Flags, Col::StrList(b)) => {
+                (Fill::Observed, Col::Ts(b)) => b.append_value(observed_us),
+                (Fill::Offset, Col::Int(b)) => b.append_value(rec.offset as i64),
+                (Fill::Flags, Col::StrList(b)) => {
                     for name in flags.names() {
                         b.values().append_value(name);
                     }
                     b.append(true);
                 }
-                (From::Extra(i), col) => append_extra(col, self.converted[*i], rec.extras.get(*i)),
+                (Fill::Extra(i), col) => append_extra(col, self.converted[*i], rec.extras.get(*i)),
                 (from, Col::Str(b)) => {
                     let value: Option<&str> = match from {
-                        From::Stream => rec.stream,
-                        From::Level => rec.level.as_deref(),
-                        From::Message => rec.message.as_deref(),
-                        From::Fields => rec.fields,
-                        From::Namespace => meta.k8s.namespace.as_deref(),
-                        From::Pod => meta.k8s.pod.as_deref(),
-                        From::Container => meta.k8s.container.as_deref(),
-                        From::Node => meta.k8s.node.as_deref(),
-                        From::Source => Some(&meta.source),
-                        From::File => Some(&meta.path),
-                        From::ParseError => rec.parse_error.as_deref(),
+                        Fill::Stream => rec.stream,
+                        Fill::Level => rec.level.as_deref(),
+                        Fill::Message => rec.message.as_deref(),
+                        Fill::Fields => rec.fields,
+                        Fill::Namespace => meta.k8s.namespace.as_deref(),
+                        Fill::Pod => meta.k8s.pod.as_deref(),
+                        Fill::Container => meta.k8s.container.as_deref(),
+                        Fill::Node => meta.k8s.node.as_deref(),
+                        Fill::Source => Some(&meta.source),
+                        Fill::File => Some(&meta.path),
+                        Fill::ParseError => rec.parse_error.as_deref(),
                         _ => None,
                     };
                     b.append_option(value);
@@ -292,11 +287,6 @@ impl Builder {
     /// Whether the batch holds neither rows nor progress.
     pub fn is_empty(&self) -> bool {
         self.rows == 0 && self.acks.is_empty()
-    }
-
-    /// Rows in the open batch.
-    pub fn rows(&self) -> usize {
-        self.rows
     }
 
     /// Finish the open batch (`None` when it is empty) and start a new one.
@@ -342,11 +332,6 @@ fn batch_id(spans: &[(u64, u64, u64)]) -> String {
         .flatten()
         .collect();
     format!("{:016x}-{}", xxhash_rust::xxh3::xxh3_64(&bytes), first.1)
-}
-
-/// Time left before `deadline`, saturating at zero.
-pub fn until(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
 }
 
 fn convert(value: Option<&Scalar>, ty: &DataType) -> Result<Converted, ()> {

@@ -15,3 +15,10 @@ pub mod pipeline;
 pub mod schema;
 pub mod source;
 pub mod stats;
+
+/// Lock a mutex shared between the pipeline's threads. A panicked holder
+/// leaves plain data (offsets, counters) that is still consistent, so the
+/// poison is ignored rather than spreading the panic.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -31,6 +31,7 @@ use crate::ack::{AckTracker, BatchId};
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{self, Checkpoints};
 use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::lock;
 use crate::schema::TableSchema;
 use crate::source::tail::{Tail, TailContext};
 use crate::stats::Stats;
@@ -388,8 +389,4 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
             Err(e).with_context(|| format!("data_dir: cannot lock {}", path.display()))
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

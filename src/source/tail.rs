@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::batch::{until, Batch, Builder};
+use crate::batch::{Batch, Builder};
 use crate::checkpoint::{Checkpoints, Entry};
 use crate::config::{ReadFrom, TailConfig};
+use crate::lock;
 use crate::parse::k8s::K8sMeta;
 use crate::parse::{FileParser, Flags, Record};
 use crate::source::fingerprint::{Head, Inode, HEAD_BYTES};
@@ -201,7 +202,7 @@ impl Tail {
             if !read_any {
                 let mut wait = IDLE_POLL;
                 if let Some(d) = self.cx.builder.deadline() {
-                    wait = wait.min(until(d));
+                    wait = wait.min(d.saturating_duration_since(Instant::now()));
                 }
                 let woken = self.wake.recv_timeout(wait).is_ok();
                 if woken || last_scan.elapsed() >= self.cx.config.glob_interval {
@@ -549,9 +550,8 @@ impl Tail {
         let t = &mut self.files[i];
         tracing::info!(path = %t.path.display(), was = t.read_pos, "file truncated; reading it again from the start");
         finish_file(t, observed, &mut self.cx.builder, &self.cx.stats);
+        // Acknowledgements of the old content no longer matter: its id is retired.
         let old = t.id;
-        let end = t.safe_offset();
-        self.cx.builder.progress(old, end);
         let new = FileId::next();
         t.id = new;
         t.read_pos = 0;
@@ -734,10 +734,6 @@ fn glob_root(pattern: &str) -> (PathBuf, bool) {
 
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
-}
-
-fn lock(m: &Mutex<Checkpoints>) -> std::sync::MutexGuard<'_, Checkpoints> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
