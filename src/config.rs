@@ -35,7 +35,34 @@ pub struct Config {
     pub batch: BatchConfig,
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// The HTTP endpoint for probes.
+    #[serde(default)]
+    pub api: ApiConfig,
 }
+
+/// `[api]`: the HTTP endpoint (`/healthz`, `/readyz`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `host:port`; port 0 picks a free port (logged at start-up). When not
+    /// set and the default port is taken, tidewater runs without the endpoint.
+    #[serde(default)]
+    pub address: Option<std::net::SocketAddr>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: None,
+        }
+    }
+}
+
+/// The API's address when none is configured.
+pub const DEFAULT_API_ADDRESS: &str = "0.0.0.0:8686";
 
 /// A typed column filled from a key of the JSON body.
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +191,47 @@ pub struct ParquetSinkConfig {
     /// Batches this sink writes at the same time.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// S3: an S3-compatible endpoint; GCS: an emulator's base URL.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// S3 region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allow a plain `http://` endpoint.
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+    /// S3: virtual-hosted-style (`bucket.host`) rather than path-style requests.
+    #[serde(default)]
+    pub virtual_hosted_style: Option<bool>,
+    /// GCS: a service-account key file.
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    /// How long one request to the store may take.
+    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Multipart part size; smaller objects are one PUT.
+    #[serde(default = "default_part_size", deserialize_with = "size")]
+    pub part_size: u64,
+    /// Combine batches into objects of about this size.
+    #[serde(default, deserialize_with = "optional_size")]
+    pub target_file_size: Option<u64>,
+    /// Complete a combined object at most this long after its first batch.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub max_file_age: Option<Duration>,
+}
+
+impl ParquetSinkConfig {
+    /// `(target_file_size, max_file_age)` when batches are combined: either
+    /// key turns it on, and the other takes its default (128MiB, 5m).
+    pub fn rolling(&self) -> Option<(u64, Duration)> {
+        if self.target_file_size.is_none() && self.max_file_age.is_none() {
+            return None;
+        }
+        Some((
+            self.target_file_size.unwrap_or(128 << 20),
+            self.max_file_age.unwrap_or(Duration::from_secs(300)),
+        ))
+    }
 }
 
 fn default_shutdown_timeout() -> Duration {
@@ -198,6 +266,23 @@ fn default_zstd_level() -> i32 {
 }
 fn default_concurrency() -> usize {
     2
+}
+fn default_true() -> bool {
+    true
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_part_size() -> u64 {
+    tidewater_sinks::parquet::DEFAULT_PART_SIZE as u64
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+fn optional_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    size(d).map(Some)
 }
 
 /// Parse `"2s"`, `"500ms"`, `"1m 30s"`.
@@ -340,6 +425,31 @@ impl Config {
                 return Err(invalid(
                     format!("sinks.{name}.concurrency"),
                     "expected at least 1",
+                ));
+            }
+            if p.request_timeout.is_zero() {
+                return Err(invalid(
+                    format!("sinks.{name}.request_timeout"),
+                    "expected more than 0s",
+                ));
+            }
+            if p.part_size < tidewater_sinks::parquet::MIN_PART_SIZE as u64 || p.part_size > 5 << 30
+            {
+                return Err(invalid(
+                    format!("sinks.{name}.part_size"),
+                    "expected between 5MiB and 5GiB (S3's part limits)",
+                ));
+            }
+            if p.target_file_size == Some(0) {
+                return Err(invalid(
+                    format!("sinks.{name}.target_file_size"),
+                    "expected more than 0 bytes",
+                ));
+            }
+            if p.max_file_age.is_some_and(|a| a.is_zero()) {
+                return Err(invalid(
+                    format!("sinks.{name}.max_file_age"),
+                    "expected more than 0s",
                 ));
             }
         }

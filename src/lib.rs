@@ -6,10 +6,12 @@
 //! [`checkpoint`]; [`pipeline`] wires the stages together.
 
 pub mod ack;
+pub mod api;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod dead_letter;
+pub mod health;
 pub mod parse;
 pub mod pipeline;
 pub mod schema;

@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use tidewater_sinks::parquet::{ParquetConfig, ParquetSink};
-use tidewater_sinks::{Delivery, Sink, SinkBatch};
+use tidewater_sinks::parquet::{ParquetConfig, ParquetSink, Rolling};
+use tidewater_sinks::store::StoreOptions;
+use tidewater_sinks::{Backoff, Delivery, Sink, SinkBatch};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -31,6 +32,7 @@ use crate::ack::{AckTracker, BatchId};
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{self, Checkpoints};
 use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::health::Health;
 use crate::lock;
 use crate::schema::TableSchema;
 use crate::source::tail::{Tail, TailContext};
@@ -93,9 +95,23 @@ impl Pipeline {
                 SinkConfig::Parquet(p) => {
                     let cfg = ParquetConfig {
                         url: p.url.clone(),
+                        store: StoreOptions {
+                            endpoint: p.endpoint.clone(),
+                            region: p.region.clone(),
+                            allow_http: p.allow_http,
+                            virtual_hosted_style: p.virtual_hosted_style,
+                            credentials: p.credentials.clone(),
+                            request_timeout: p.request_timeout,
+                        },
                         path_template: p.path_template.clone(),
                         zstd_level: p.zstd_level,
                         plain_columns: PLAIN_COLUMNS.iter().map(|c| c.to_string()).collect(),
+                        part_size: usize::try_from(p.part_size).unwrap_or(usize::MAX),
+                        rolling: p.rolling().map(|(target_file_size, max_file_age)| Rolling {
+                            target_file_size,
+                            max_file_age,
+                            staging_dir: data_dir.join("staging").join(name),
+                        }),
                     };
                     sinks.push((
                         Arc::new(ParquetSink::new(name, &cfg, &arrow, base_dir)?),
@@ -116,6 +132,12 @@ impl Pipeline {
 
     /// Run until the sources end (`once`) or a signal stops them.
     pub async fn run(self, once: bool, stats: Arc<Stats>) -> anyhow::Result<Ending> {
+        let health = Arc::new(Health::new(
+            self.sinks.iter().map(|(s, _)| Arc::clone(s)).collect(),
+        ));
+        if let Some(listener) = crate::api::bind(&self.config.api).await? {
+            tokio::spawn(crate::api::serve(listener, Arc::clone(&health)));
+        }
         let checkpoints = Arc::new(Mutex::new(Checkpoints::open(&self.data_dir)?));
         let tracker = Arc::new(Mutex::new(AckTracker::new(
             self.sinks.len(),
@@ -162,6 +184,7 @@ impl Pipeline {
         // Sinks: a bounded queue each, drained by `concurrency` workers.
         let mut workers = JoinSet::new();
         let mut queues = Vec::new();
+        let staged: Staged = Arc::default();
         for (sink, concurrency) in &self.sinks {
             let (tx, rx) = mpsc::channel::<Arc<Dispatched>>(1);
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -169,13 +192,17 @@ impl Pipeline {
                 workers.spawn(worker(
                     Arc::clone(sink),
                     Arc::clone(&rx),
-                    Arc::clone(&tracker),
-                    Arc::clone(&stats),
-                    self.data_dir.clone(),
+                    Worker {
+                        tracker: Arc::clone(&tracker),
+                        stats: Arc::clone(&stats),
+                        staged: Arc::clone(&staged),
+                        data_dir: self.data_dir.clone(),
+                    },
                 ));
             }
             queues.push(tx);
         }
+        let sinks: Vec<Arc<dyn Sink>> = self.sinks.iter().map(|(s, _)| Arc::clone(s)).collect();
 
         // Dispatcher: register each batch, then offer it to every sink.
         let dispatch_tracker = Arc::clone(&tracker);
@@ -229,12 +256,27 @@ impl Pipeline {
             for r in readers {
                 match tokio::task::spawn_blocking(move || r.join()).await {
                     Ok(Ok(Ok(()))) => {}
-                    Ok(Ok(Err(e))) => tracing::error!(error = %e, "source stopped"),
-                    _ => tracing::error!("a source thread panicked"),
+                    Ok(Ok(Err(e))) => {
+                        tracing::error!(error = %e, "source stopped");
+                        health.source_failed(e.to_string());
+                    }
+                    _ => {
+                        tracing::error!("a source thread panicked");
+                        health.source_failed("a source thread panicked".into());
+                    }
                 }
             }
             let _ = dispatcher.await;
             while workers.join_next().await.is_some() {}
+            // Everything is offered: complete what sinks staged, and wait
+            // until it is durable.
+            for sink in &sinks {
+                sink.flush().await;
+            }
+            let pending = std::mem::take(&mut *lock(&staged));
+            for task in pending {
+                let _ = task.await;
+            }
         };
         tokio::pin!(drain);
 
@@ -274,14 +316,23 @@ impl Pipeline {
     }
 }
 
+/// Acknowledgements still waiting for staged rows to become durable.
+type Staged = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+
+/// What every worker of every sink shares.
+struct Worker {
+    tracker: Arc<Mutex<AckTracker>>,
+    stats: Arc<Stats>,
+    staged: Staged,
+    data_dir: PathBuf,
+}
+
 /// Deliver batches from `queue` to `sink`, retrying transient failures with
 /// exponential backoff and jitter for as long as it takes.
 async fn worker(
     sink: Arc<dyn Sink>,
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Arc<Dispatched>>>>,
-    tracker: Arc<Mutex<AckTracker>>,
-    stats: Arc<Stats>,
-    data_dir: PathBuf,
+    w: Worker,
 ) {
     loop {
         let Some(item) = queue.lock().await.recv().await else {
@@ -292,11 +343,31 @@ async fn worker(
         loop {
             match sink.deliver(&item.batch).await {
                 Delivery::Delivered => {
-                    Stats::add(&stats.rows_delivered, rows);
+                    Stats::add(&w.stats.rows_delivered, rows);
+                    lock(&w.tracker).ack(item.id);
+                    break;
+                }
+                Delivery::Staged(durable) => {
+                    // The rows are in the sink's hands: take the next batch,
+                    // and acknowledge this one when its object is complete.
+                    let (tracker, stats, id) =
+                        (Arc::clone(&w.tracker), Arc::clone(&w.stats), item.id);
+                    let name = sink.name().to_string();
+                    let task = tokio::spawn(async move {
+                        if durable.wait().await {
+                            Stats::add(&stats.rows_delivered, rows);
+                            lock(&tracker).ack(id);
+                        } else {
+                            tracing::error!(sink = %name, "staged rows were given up; they will be read again after a restart");
+                        }
+                    });
+                    let mut staged = lock(&w.staged);
+                    staged.retain(|t| !t.is_finished());
+                    staged.push(task);
                     break;
                 }
                 Delivery::Rejected(rejected) => {
-                    let dir = data_dir.clone();
+                    let dir = w.data_dir.clone();
                     let (name, batch, r) = (
                         sink.name().to_string(),
                         item.batch.clone(),
@@ -309,8 +380,9 @@ async fn worker(
                     match written {
                         Ok(Ok(path)) => {
                             tracing::warn!(sink = sink.name(), rows = rejected.len(), path = %path.display(), reason = %rejected[0].reason, "rows rejected; written to the dead letter");
-                            Stats::add(&stats.rows_dead_lettered, rejected.len() as u64);
-                            Stats::add(&stats.rows_delivered, rows - rejected.len() as u64);
+                            Stats::add(&w.stats.rows_dead_lettered, rejected.len() as u64);
+                            Stats::add(&w.stats.rows_delivered, rows - rejected.len() as u64);
+                            lock(&w.tracker).ack(item.id);
                             break;
                         }
                         Ok(Err(e)) => {
@@ -323,29 +395,17 @@ async fn worker(
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Delivery::Retry(e) => {
-                    Stats::add(&stats.sink_retries, 1);
+                    Stats::add(&w.stats.sink_retries, 1);
                     let delay = backoff.next_delay();
-                    tracing::warn!(sink = sink.name(), batch = %item.batch.id, error = %e, retry_in = ?delay, "delivery failed; retrying");
+                    if e.is_permanent() {
+                        tracing::error!(sink = sink.name(), batch = %item.batch.id, error = %e, retry_in = ?delay, "delivery cannot succeed until this is fixed; retrying");
+                    } else {
+                        tracing::warn!(sink = sink.name(), batch = %item.batch.id, error = %e, retry_in = ?delay, "delivery failed; retrying");
+                    }
                     tokio::time::sleep(delay).await;
                 }
             }
         }
-        lock(&tracker).ack(item.id);
-    }
-}
-
-/// Exponential backoff with full jitter: 100 ms doubling up to 30 s.
-#[derive(Default)]
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    fn next_delay(&mut self) -> Duration {
-        let cap = Duration::from_millis(100u64.saturating_mul(1 << self.attempt.min(9)))
-            .min(Duration::from_secs(30));
-        self.attempt += 1;
-        cap.mul_f64(0.5 + rand::random::<f64>() * 0.5)
     }
 }
 

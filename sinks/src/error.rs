@@ -16,7 +16,29 @@ pub enum SinkError {
     /// The object store refused or failed the request.
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    /// Reading or writing the sink's local staging files failed.
+    #[error("staging file {path}: {source}")]
+    Staging {
+        path: String,
+        source: std::io::Error,
+    },
     /// A task the sink ran on the blocking pool died.
     #[error("encoder task failed: {0}")]
     Task(String),
+}
+
+impl SinkError {
+    /// Whether retrying cannot help until a person changes something
+    /// (permissions, a missing bucket, credentials, the configuration).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SinkError::Config { .. } => true,
+            SinkError::Store(e) => crate::store::is_permanent(e),
+            SinkError::Staging { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ),
+            SinkError::Encode(_) | SinkError::Task(_) => false,
+        }
+    }
 }

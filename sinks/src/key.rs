@@ -108,6 +108,25 @@ impl KeyTemplate {
     /// order; keys are complete, with `{id}` replaced by `id` (and `-<n>` after
     /// it when the batch spans more than one key).
     pub fn partition(&self, batch: &RecordBatch, id: &str) -> Vec<(String, Vec<u32>)> {
+        let groups = self.groups(batch);
+        let many = groups.len() > 1;
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(n, (key, rows))| {
+                let id = if many {
+                    format!("{id}-{n}")
+                } else {
+                    id.to_string()
+                };
+                (Self::with_id(&key, &id), rows)
+            })
+            .collect()
+    }
+
+    /// Group the rows of `batch` by key, in key order, with `{id}` still
+    /// open: fill it in with [`KeyTemplate::with_id`].
+    pub fn groups(&self, batch: &RecordBatch) -> Vec<(String, Vec<u32>)> {
         let values = self.resolve(batch);
         let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         let mut key = String::new();
@@ -127,19 +146,12 @@ impl KeyTemplate {
         if !run.is_empty() {
             groups.entry(key).or_default().append(&mut run);
         }
-        let many = groups.len() > 1;
-        groups
-            .into_iter()
-            .enumerate()
-            .map(|(n, (key, rows))| {
-                let id = if many {
-                    format!("{id}-{n}")
-                } else {
-                    id.to_string()
-                };
-                (key.replace(ID, &id), rows)
-            })
-            .collect()
+        groups.into_iter().collect()
+    }
+
+    /// A key from [`KeyTemplate::groups`] with its `{id}` filled in.
+    pub fn with_id(key: &str, id: &str) -> String {
+        key.replace(ID, id)
     }
 
     /// Look up, once per batch, the arrays each part reads.

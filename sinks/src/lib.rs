@@ -6,7 +6,9 @@
 //! tailing: they see a [`SinkBatch`] with a stable id and an Arrow
 //! `RecordBatch` whose schema comes from `schemas/`.
 
+mod backoff;
 mod error;
+mod health;
 mod key;
 pub mod parquet;
 pub mod store;
@@ -14,7 +16,9 @@ pub mod store;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
+pub use backoff::Backoff;
 pub use error::SinkError;
+pub use health::{Failure, HealthState};
 pub use key::KeyTemplate;
 
 /// One batch offered to a sink.
@@ -42,6 +46,11 @@ pub struct RejectedRow {
 pub enum Delivery {
     /// Every row is durable at the destination.
     Delivered,
+    /// Every row is in the sink's hands but not durable yet (it is staged
+    /// into a larger object that is completed later). The batch counts as
+    /// delivered when [`Durable::wait`] returns; until then the sink itself
+    /// retries whatever fails, and the caller must not acknowledge the batch.
+    Staged(Durable),
     /// Nothing (or not all) is durable and trying again may succeed: the same
     /// batch will be offered again after a backoff.
     Retry(SinkError),
@@ -61,4 +70,28 @@ pub trait Sink: Send + Sync {
     fn name(&self) -> &str;
     /// Make the batch durable at the destination, or say why not.
     async fn deliver(&self, batch: &SinkBatch) -> Delivery;
+    /// Complete everything staged so far now rather than when it is due
+    /// (called when the pipeline drains). Staged batches still resolve only
+    /// once their objects are complete.
+    async fn flush(&self) {}
+    /// Whether the destination is working, as the sink last saw it.
+    fn health(&self) -> &HealthState;
+}
+
+/// Resolves when the rows of a [`Delivery::Staged`] batch are durable.
+#[derive(Debug)]
+pub struct Durable(Vec<tokio::sync::oneshot::Receiver<()>>);
+
+impl Durable {
+    /// Wait until every object holding the batch's rows is complete. Returns
+    /// `false` if the sink gave up on them (it was dropped, as at exit): the
+    /// batch is then not delivered and will be read again after a restart.
+    pub async fn wait(self) -> bool {
+        for rx in self.0 {
+            if rx.await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
 }

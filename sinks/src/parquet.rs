@@ -1,35 +1,78 @@
 //! Parquet files on an object store.
 //!
-//! Each batch becomes one Parquet object per distinct key of the template
-//! (by default one per hour and pod). Keys are deterministic per batch, so a
-//! retried batch overwrites what an earlier attempt may have left. A batch is
-//! [`Delivery::Delivered`] only once every one of its objects is complete in
-//! the store.
+//! By default each batch becomes one Parquet object per distinct key of the
+//! template (by default one per hour and pod), uploaded before the batch is
+//! [`Delivery::Delivered`]. Keys are deterministic per batch, so a retried
+//! batch overwrites what an earlier attempt may have left.
+//!
+//! With [`Rolling`], batches are combined into larger objects: each batch is
+//! appended to a staging file on local disk (one per key), which is uploaded
+//! when it reaches `target_file_size` or `max_file_age`. Such batches are
+//! [`Delivery::Staged`]: they count as delivered only once the object that
+//! holds them is complete in the store, and the sink retries that upload
+//! itself for as long as it takes. The object is named after the first batch
+//! it holds, which a restart reads again first, so a file re-made after a
+//! crash replaces its earlier upload.
+//!
+//! Objects larger than one part go up as multipart uploads; an upload that
+//! fails is aborted and retried as a whole under the same key.
 
-use std::path::Path as FsPath;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
 use arrow::array::UInt32Array;
 use arrow::compute::take_record_batch;
-use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
+use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{oneshot, Semaphore};
+use tokio::time::Instant;
 
-use crate::store::{self, Location};
-use crate::{Delivery, KeyTemplate, RejectedRow, Sink, SinkBatch, SinkError};
+use crate::store::{self, Location, StoreOptions};
+use crate::{
+    Backoff, Delivery, Durable, HealthState, KeyTemplate, RejectedRow, Sink, SinkBatch, SinkError,
+};
 
 /// The default key template: Hive-style date and hour, then namespace and pod.
 pub const DEFAULT_PATH_TEMPLATE: &str = "dt={dt}/hour={hour}/{namespace}/{pod}/{id}.parquet";
 
+/// Default multipart part size: objects up to this size go up in one PUT.
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+
+/// S3's smallest part (other than the last).
+pub const MIN_PART_SIZE: usize = 5 << 20;
+
+/// Parts of one multipart upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// A staging file's buffered row group is written out at this size, so an
+/// open file holds at most this much in memory.
+const ROW_GROUP_BYTES: usize = 4 << 20;
+
+/// Staging files open at once; opening one more completes the oldest.
+const MAX_OPEN_FILES: usize = 16;
+
+/// Completed staging files waiting for (or in) upload. When the store is
+/// slow or down, the next file to complete waits for a slot, which stops
+/// the sink and so (through the bounded queues) the readers.
+const UPLOADS_IN_FLIGHT: usize = 2;
+
 /// Settings of a Parquet sink.
 #[derive(Debug, Clone)]
 pub struct ParquetConfig {
-    /// `file://path` (relative to the working directory, or absolute).
+    /// `file://path`, `s3://bucket/prefix` or `gs://bucket/prefix`.
     pub url: String,
+    /// How to reach the store (endpoint, region, credentials, timeouts).
+    pub store: StoreOptions,
     /// Object key template, see [`KeyTemplate`].
     pub path_template: String,
     /// zstd level (1 is the measured sweet spot); 0 turns compression off.
@@ -38,33 +81,61 @@ pub struct ParquetConfig {
     /// high-cardinality ones (messages, JSON bodies), where a dictionary and
     /// byte-wise min/max comparisons cost CPU and help no query.
     pub plain_columns: Vec<String>,
+    /// Multipart part size; an object up to this size is one PUT.
+    pub part_size: usize,
+    /// Combine batches into larger objects; `None`: one object per batch.
+    pub rolling: Option<Rolling>,
+}
+
+/// When to complete a combined object.
+#[derive(Debug, Clone)]
+pub struct Rolling {
+    /// Complete an object once its file reaches this size.
+    pub target_file_size: u64,
+    /// Complete an object this long after its first batch, whatever its size.
+    pub max_file_age: Duration,
+    /// Where staging files live (inside the data dir; emptied at start-up).
+    pub staging_dir: PathBuf,
 }
 
 impl Default for ParquetConfig {
     fn default() -> Self {
         Self {
             url: "file://lake".into(),
+            store: StoreOptions::default(),
             path_template: DEFAULT_PATH_TEMPLATE.into(),
             zstd_level: 1,
             plain_columns: Vec::new(),
+            part_size: DEFAULT_PART_SIZE,
+            rolling: None,
         }
     }
 }
 
-/// Writes batches as Parquet objects.
-pub struct ParquetSink {
+/// What every write needs: where to, under which keys, how to encode.
+struct Target {
     name: String,
     location: Location,
     template: KeyTemplate,
-    props: Arc<WriterProperties>,
+    schema: arrow::datatypes::SchemaRef,
+    props: WriterProperties,
+    part_size: usize,
+    health: HealthState,
+}
+
+/// Writes batches as Parquet objects.
+pub struct ParquetSink {
+    target: Arc<Target>,
+    roller: Option<Arc<Roller>>,
 }
 
 impl ParquetSink {
     /// Open the destination and check the template against `schema`.
+    /// Contacts nothing: an unreachable store shows up as failed deliveries.
     pub fn new(
         name: &str,
         config: &ParquetConfig,
-        schema: &SchemaRef,
+        schema: &arrow::datatypes::SchemaRef,
         base_dir: &FsPath,
     ) -> Result<Self, SinkError> {
         let config_err = |key: &'static str, reason: String| SinkError::Config {
@@ -83,6 +154,15 @@ impl ParquetSink {
                 ZstdLevel::try_new(level).map_err(|e| config_err("zstd_level", e.to_string()))?,
             ),
         };
+        if config.part_size < MIN_PART_SIZE {
+            return Err(config_err(
+                "part_size",
+                format!(
+                    "expected at least 5MiB (S3's smallest part), got {} bytes",
+                    config.part_size
+                ),
+            ));
+        }
         let mut props = WriterProperties::builder()
             .set_compression(compression)
             .set_max_row_group_row_count(Some(1 << 20));
@@ -91,73 +171,89 @@ impl ParquetSink {
                 .set_column_dictionary_enabled(column.as_str().into(), false)
                 .set_column_statistics_enabled(column.as_str().into(), EnabledStatistics::None);
         }
-        let props = props.build();
-        let location = store::open(name, &config.url, base_dir)?;
-        tracing::info!(sink = name, destination = %location.display, "parquet sink ready");
-        Ok(Self {
+        let location = store::open(name, &config.url, &config.store, base_dir)?;
+        let target = Arc::new(Target {
             name: name.to_string(),
             location,
             template,
-            props: Arc::new(props),
-        })
+            schema: Arc::clone(schema),
+            props: props.build(),
+            part_size: config.part_size,
+            health: HealthState::default(),
+        });
+        let roller = match &config.rolling {
+            None => None,
+            Some(rolling) => {
+                if rolling.target_file_size == 0 || rolling.max_file_age.is_zero() {
+                    return Err(config_err(
+                        "target_file_size",
+                        "target_file_size and max_file_age must be more than 0".into(),
+                    ));
+                }
+                Some(Arc::new(Roller::new(Arc::clone(&target), rolling.clone())?))
+            }
+        };
+        tracing::info!(
+            sink = name,
+            destination = %target.location.display,
+            rolling = roller.is_some(),
+            "parquet sink ready"
+        );
+        Ok(Self { target, roller })
     }
 
-    async fn try_deliver(&self, batch: &SinkBatch) -> Result<(), SinkError> {
-        let parts = self.template.partition(&batch.records, &batch.id);
+    /// One object per key of the batch, each complete before returning.
+    async fn write_objects(&self, batch: &SinkBatch) -> Result<(), SinkError> {
+        let parts = self.target.template.partition(&batch.records, &batch.id);
         let records = batch.records.clone();
-        let props = Arc::clone(&self.props);
+        let target = Arc::clone(&self.target);
         // Encoding is CPU work: keep it off the async threads.
-        let encoded = tokio::task::spawn_blocking(move || encode_parts(&records, parts, &props))
-            .await
-            .map_err(|e| SinkError::Task(e.to_string()))??;
+        let encoded = tokio::task::spawn_blocking(move || {
+            parts
+                .into_iter()
+                .map(|(key, rows)| Ok((key, encode(&select(&records, rows)?, &target.props)?)))
+                .collect::<Result<Vec<_>, SinkError>>()
+        })
+        .await
+        .map_err(|e| SinkError::Task(e.to_string()))??;
         for (key, bytes) in encoded {
-            let path = Path::parse(format!("{}/{key}", self.location.prefix))
-                .or_else(|_| Path::parse(&key))
-                .map_err(object_store::Error::from)?;
-            self.location
-                .store
-                .put(&path, PutPayload::from(bytes))
-                .await?;
+            let path = self.target.location.path(&key)?;
+            upload(
+                &self.target.location.store,
+                &path,
+                Body::Memory(bytes.into()),
+                self.target.part_size,
+            )
+            .await?;
         }
         Ok(())
     }
 }
 
-/// Encode each part of a batch to an in-memory Parquet file.
-fn encode_parts(
-    records: &arrow::record_batch::RecordBatch,
-    parts: Vec<(String, Vec<u32>)>,
-    props: &WriterProperties,
-) -> Result<Vec<(String, Vec<u8>)>, SinkError> {
-    let single = parts.len() == 1;
-    parts
-        .into_iter()
-        .map(|(key, rows)| {
-            let part = if single {
-                records.clone()
-            } else {
-                take_record_batch(records, &UInt32Array::from(rows))
-                    .map_err(|e| SinkError::Encode(e.into()))?
-            };
-            let mut writer = ArrowWriter::try_new(Vec::new(), part.schema(), Some(props.clone()))?;
-            writer.write(&part)?;
-            Ok((key, writer.into_inner()?))
-        })
-        .collect()
-}
-
 #[async_trait]
 impl Sink for ParquetSink {
     fn name(&self) -> &str {
-        &self.name
+        &self.target.name
     }
 
     async fn deliver(&self, batch: &SinkBatch) -> Delivery {
         if batch.records.num_rows() == 0 {
             return Delivery::Delivered;
         }
-        match self.try_deliver(batch).await {
-            Ok(()) => Delivery::Delivered,
+        let result = match &self.roller {
+            None => self
+                .write_objects(batch)
+                .await
+                .map(|()| Delivery::Delivered),
+            Some(roller) => roller.stage(batch).await.map(Delivery::Staged),
+        };
+        match result {
+            Ok(delivery) => {
+                if matches!(delivery, Delivery::Delivered) {
+                    self.target.recovered();
+                }
+                delivery
+            }
             // A batch the encoder cannot write will never be written: its
             // rows go to the dead letter rather than blocking the pipeline.
             Err(SinkError::Encode(e)) => Delivery::Rejected(
@@ -168,7 +264,350 @@ impl Sink for ParquetSink {
                     })
                     .collect(),
             ),
-            Err(e) => Delivery::Retry(e),
+            Err(e) => {
+                self.target.health.failed(&e);
+                Delivery::Retry(e)
+            }
         }
     }
+
+    async fn flush(&self) {
+        if let Some(roller) = &self.roller {
+            roller.complete_all().await;
+        }
+    }
+
+    fn health(&self) -> &HealthState {
+        &self.target.health
+    }
+}
+
+impl Target {
+    fn recovered(&self) {
+        if let Some(f) = self.health.succeeded() {
+            tracing::info!(sink = %self.name, failed_attempts = f.attempts, "sink recovered");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rolling: staging files combined from many batches
+// ---------------------------------------------------------------------------
+
+/// The open staging files of a rolling sink, and the uploads of completed ones.
+struct Roller {
+    target: Arc<Target>,
+    rolling: Rolling,
+    open: tokio::sync::Mutex<BTreeMap<String, OpenFile>>,
+    uploads: Arc<Semaphore>,
+    next_file: AtomicU64,
+    ticker: OnceLock<tokio::task::JoinHandle<()>>,
+}
+
+/// A staging file still taking batches.
+struct OpenFile {
+    /// The object key it will be uploaded under.
+    key: String,
+    staging: PathBuf,
+    writer: Option<ArrowWriter<std::fs::File>>,
+    opened: Instant,
+    /// One per staged batch part, told when the object is complete.
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Roller {
+    /// Empty the staging dir: files left there by an earlier process were
+    /// never acknowledged, so their rows will be read again from the logs.
+    fn new(target: Arc<Target>, rolling: Rolling) -> Result<Self, SinkError> {
+        let dir = &rolling.staging_dir;
+        let staging_err = |source| SinkError::Staging {
+            path: dir.display().to_string(),
+            source,
+        };
+        let stale = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        if stale > 0 {
+            tracing::info!(sink = %target.name, files = stale, "removing staging files of an earlier run; their rows are read again");
+            std::fs::remove_dir_all(dir).map_err(staging_err)?;
+        }
+        std::fs::create_dir_all(dir).map_err(staging_err)?;
+        Ok(Self {
+            target,
+            rolling,
+            open: tokio::sync::Mutex::new(BTreeMap::new()),
+            uploads: Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT)),
+            next_file: AtomicU64::new(0),
+            ticker: OnceLock::new(),
+        })
+    }
+
+    /// Append the batch to the staging file of each of its keys.
+    async fn stage(self: &Arc<Self>, batch: &SinkBatch) -> Result<Durable, SinkError> {
+        self.ticker
+            .get_or_init(|| tokio::spawn(age_ticker(Arc::downgrade(self))));
+        let groups = self.target.template.groups(&batch.records);
+        let single = groups.len() == 1;
+        let mut receivers = Vec::with_capacity(groups.len());
+        let mut open = self.open.lock().await;
+        for (n, (group, rows)) in groups.into_iter().enumerate() {
+            if !open.contains_key(&group) {
+                if open.len() >= MAX_OPEN_FILES {
+                    let oldest = open
+                        .iter()
+                        .min_by_key(|(_, f)| f.opened)
+                        .map(|(k, _)| k.clone());
+                    if let Some(file) = oldest.and_then(|k| open.remove(&k)) {
+                        self.complete(file).await;
+                    }
+                }
+                let id = if single {
+                    batch.id.clone()
+                } else {
+                    format!("{}-{n}", batch.id)
+                };
+                let file = self.create(KeyTemplate::with_id(&group, &id))?;
+                open.insert(group.clone(), file);
+            }
+            let Some(file) = open.get_mut(&group) else {
+                continue; // just inserted
+            };
+            let part = select(&batch.records, rows)?;
+            let Some(mut writer) = file.writer.take() else {
+                continue; // never: the writer is only out during a write
+            };
+            let written = tokio::task::spawn_blocking(move || {
+                writer.write(&part)?;
+                if writer.in_progress_size() >= ROW_GROUP_BYTES {
+                    writer.flush()?;
+                }
+                Ok::<_, SinkError>(writer)
+            })
+            .await
+            .map_err(|e| SinkError::Task(e.to_string()));
+            match written {
+                Ok(Ok(writer)) => file.writer = Some(writer),
+                Ok(Err(e)) | Err(e) => {
+                    // The staging file may be damaged: give it up. Batches
+                    // staged in it earlier stay unacknowledged (read again
+                    // after a restart); this one is answered by `e`.
+                    tracing::error!(sink = %self.target.name, error = %e, "staging write failed; abandoning the staging file");
+                    if let Some(file) = open.remove(&group) {
+                        let _ = std::fs::remove_file(&file.staging);
+                    }
+                    return Err(e);
+                }
+            }
+            let (tx, rx) = oneshot::channel();
+            file.waiters.push(tx);
+            receivers.push(rx);
+            let size = file
+                .writer
+                .as_ref()
+                .map_or(0, |w| w.bytes_written() + w.in_progress_size());
+            if size as u64 >= self.rolling.target_file_size {
+                if let Some(file) = open.remove(&group) {
+                    self.complete(file).await;
+                }
+            }
+        }
+        Ok(Durable(receivers))
+    }
+
+    fn create(&self, key: String) -> Result<OpenFile, SinkError> {
+        let n = self.next_file.fetch_add(1, Ordering::Relaxed);
+        let staging = self.rolling.staging_dir.join(format!("{n}.parquet"));
+        let file = std::fs::File::create(&staging).map_err(|source| SinkError::Staging {
+            path: staging.display().to_string(),
+            source,
+        })?;
+        let schema = Arc::clone(&self.target.schema);
+        let writer = ArrowWriter::try_new(file, schema, Some(self.target.props.clone()))?;
+        Ok(OpenFile {
+            key,
+            staging,
+            writer: Some(writer),
+            opened: Instant::now(),
+            waiters: Vec::new(),
+        })
+    }
+
+    /// Close `file` and upload it in the background, retrying until it is
+    /// complete in the store; then its batches are delivered. Waits first
+    /// for an upload slot: that wait is the sink's backpressure.
+    async fn complete(&self, mut file: OpenFile) {
+        let Ok(permit) = Arc::clone(&self.uploads).acquire_owned().await else {
+            return; // the semaphore is never closed
+        };
+        let Some(writer) = file.writer.take() else {
+            return;
+        };
+        let closed = tokio::task::spawn_blocking(move || writer.close()).await;
+        if !matches!(closed, Ok(Ok(_))) {
+            tracing::error!(sink = %self.target.name, "cannot finish a staging file; its rows will be read again after a restart");
+            let _ = std::fs::remove_file(&file.staging);
+            return;
+        }
+        let target = Arc::clone(&self.target);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut backoff = Backoff::default();
+            loop {
+                let attempt = async {
+                    let path = target.location.path(&file.key)?;
+                    upload(
+                        &target.location.store,
+                        &path,
+                        Body::File(&file.staging),
+                        target.part_size,
+                    )
+                    .await
+                };
+                match attempt.await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        target.health.failed(&e);
+                        let delay = backoff.next_delay();
+                        if e.is_permanent() {
+                            tracing::error!(sink = %target.name, key = %file.key, error = %e, retry_in = ?delay, "upload cannot succeed until this is fixed; retrying");
+                        } else {
+                            tracing::warn!(sink = %target.name, key = %file.key, error = %e, retry_in = ?delay, "upload failed; retrying");
+                        }
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+            target.recovered();
+            if let Err(e) = tokio::fs::remove_file(&file.staging).await {
+                tracing::warn!(sink = %target.name, error = %e, "cannot remove an uploaded staging file");
+            }
+            for waiter in file.waiters {
+                let _ = waiter.send(());
+            }
+        });
+    }
+
+    /// Complete every open file whose age passed `max_file_age`.
+    async fn complete_due(&self) {
+        let mut open = self.open.lock().await;
+        let due: Vec<String> = open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= self.rolling.max_file_age)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(file) = open.remove(&key) {
+                self.complete(file).await;
+            }
+        }
+    }
+
+    async fn complete_all(&self) {
+        let mut open = self.open.lock().await;
+        for (_, file) in std::mem::take(&mut *open) {
+            self.complete(file).await;
+        }
+    }
+}
+
+/// Completes files by age for as long as the sink exists.
+async fn age_ticker(roller: Weak<Roller>) {
+    loop {
+        let period = match roller.upgrade() {
+            Some(r) => {
+                r.complete_due().await;
+                (r.rolling.max_file_age / 4)
+                    .clamp(Duration::from_millis(50), Duration::from_secs(1))
+            }
+            None => return,
+        };
+        tokio::time::sleep(period).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Encoding and uploading
+// ---------------------------------------------------------------------------
+
+/// The rows `rows` of `records` (all of them without a copy when that is all).
+fn select(records: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch, SinkError> {
+    if rows.len() == records.num_rows() {
+        return Ok(records.clone());
+    }
+    take_record_batch(records, &UInt32Array::from(rows)).map_err(|e| SinkError::Encode(e.into()))
+}
+
+/// One in-memory Parquet file.
+fn encode(part: &RecordBatch, props: &WriterProperties) -> Result<Vec<u8>, SinkError> {
+    let mut writer = ArrowWriter::try_new(Vec::new(), part.schema(), Some(props.clone()))?;
+    writer.write(part)?;
+    Ok(writer.into_inner()?)
+}
+
+/// What an upload reads from.
+enum Body<'a> {
+    Memory(Bytes),
+    File(&'a FsPath),
+}
+
+/// Upload `body` to `path`: one PUT when it fits in a part, else a multipart
+/// upload of `part_size` parts (a few in flight), aborted if any part or the
+/// completion fails. Either way the object appears whole or not at all, and
+/// a retry starts afresh under the same key.
+async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    body: Body<'_>,
+    part_size: usize,
+) -> Result<(), SinkError> {
+    let staging_err = |p: &FsPath| {
+        let p = p.display().to_string();
+        move |source| SinkError::Staging { path: p, source }
+    };
+    let len = match &body {
+        Body::Memory(b) => b.len() as u64,
+        Body::File(p) => tokio::fs::metadata(p).await.map_err(staging_err(p))?.len(),
+    };
+    if len <= part_size as u64 {
+        let bytes = match body {
+            Body::Memory(b) => b,
+            Body::File(p) => tokio::fs::read(p).await.map_err(staging_err(p))?.into(),
+        };
+        store.put(path, PutPayload::from(bytes)).await?;
+        return Ok(());
+    }
+    let mut writer =
+        WriteMultipart::new_with_chunk_size(store.put_multipart(path).await?, part_size);
+    match body {
+        Body::Memory(b) => writer.put(b),
+        Body::File(p) => {
+            let mut file = match tokio::fs::File::open(p).await {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(staging_err(p)(e));
+                }
+            };
+            loop {
+                let mut chunk = Vec::with_capacity(part_size);
+                let read = (&mut file)
+                    .take(part_size as u64)
+                    .read_to_end(&mut chunk)
+                    .await;
+                match read {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = writer.abort().await;
+                        return Err(staging_err(p)(e));
+                    }
+                }
+                if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                    let _ = writer.abort().await;
+                    return Err(e.into());
+                }
+                writer.put(chunk.into());
+            }
+        }
+    }
+    writer.finish().await?;
+    Ok(())
 }

@@ -1,0 +1,76 @@
+//! The HTTP endpoint: `GET /healthz` (liveness) and `GET /readyz`
+//! (readiness), each a JSON body naming what is failing and since when
+//! (see [`crate::health`]); 200 when all is well, 503 otherwise.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::Value;
+
+use crate::config::{ApiConfig, DEFAULT_API_ADDRESS};
+use crate::health::Health;
+
+/// Bind the configured address. An address the operator chose must work;
+/// the default one may be taken (another tidewater on the host, a one-off
+/// `run --once`): then tidewater runs without the endpoint and says so.
+pub async fn bind(config: &ApiConfig) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let (address, chosen) = match config.address {
+        Some(a) => (a, true),
+        None => (
+            DEFAULT_API_ADDRESS
+                .parse::<SocketAddr>()
+                .context("the default API address")?,
+            false,
+        ),
+    };
+    match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => {
+            let bound = listener.local_addr().unwrap_or(address);
+            tracing::info!(address = %bound, "api listening (/healthz, /readyz)");
+            Ok(Some(listener))
+        }
+        Err(e) if chosen => {
+            Err(e).with_context(|| format!("api.address: cannot listen on {address}"))
+        }
+        Err(e) => {
+            tracing::warn!(address = %address, error = %e, "cannot listen on the default api address; running without /healthz and /readyz (set api.address to choose one)");
+            Ok(None)
+        }
+    }
+}
+
+/// Serve until the process exits.
+pub async fn serve(listener: tokio::net::TcpListener, health: Arc<Health>) {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(health);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "api server stopped");
+    }
+}
+
+async fn healthz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) {
+    respond(health.liveness())
+}
+
+async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) {
+    respond(health.readiness())
+}
+
+fn respond((ok, body): (bool, Value)) -> (StatusCode, Json<Value>) {
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}

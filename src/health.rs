@@ -1,0 +1,95 @@
+//! Liveness and readiness, as `/healthz` and `/readyz` report them.
+//!
+//! Liveness: the process is running its pipeline (no reader thread died).
+//! Readiness: additionally, every sink's last attempt succeeded. A sink that
+//! is failing is named with its error, since when and whether waiting alone
+//! can fix it (`permanent`: no permission, no such bucket).
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+use tidewater_sinks::Sink;
+
+/// Shared by the pipeline (which reports) and the HTTP API (which reads).
+pub struct Health {
+    started: SystemTime,
+    sinks: Vec<Arc<dyn Sink>>,
+    source_failure: Mutex<Option<(SystemTime, String)>>,
+}
+
+impl Health {
+    pub fn new(sinks: Vec<Arc<dyn Sink>>) -> Self {
+        Self {
+            started: SystemTime::now(),
+            sinks,
+            source_failure: Mutex::new(None),
+        }
+    }
+
+    /// A source stopped with an error: the process is no longer alive in
+    /// any useful sense, and a restart (from the checkpoint) is the remedy.
+    pub fn source_failed(&self, error: String) {
+        *crate::lock(&self.source_failure) = Some((SystemTime::now(), error));
+    }
+
+    /// `(alive, report)` for `/healthz`.
+    pub fn liveness(&self) -> (bool, Value) {
+        let mut components = Map::new();
+        let failure = crate::lock(&self.source_failure).clone();
+        let alive = failure.is_none();
+        components.insert(
+            "sources".into(),
+            match failure {
+                None => json!({"status": "ok"}),
+                Some((since, error)) => json!({
+                    "status": "failing",
+                    "since": rfc3339(since),
+                    "error": error,
+                }),
+            },
+        );
+        (alive, self.report(alive, components))
+    }
+
+    /// `(ready, report)` for `/readyz`.
+    pub fn readiness(&self) -> (bool, Value) {
+        let (alive, live) = self.liveness();
+        let mut components = live
+            .get("components")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut ready = alive;
+        for sink in &self.sinks {
+            let state = match sink.health().failure() {
+                None => json!({"status": "ok"}),
+                Some(f) => {
+                    ready = false;
+                    json!({
+                        "status": "failing",
+                        "since": rfc3339(f.since),
+                        "failing_for_seconds": f.since.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+                        "attempts": f.attempts,
+                        "error": f.error,
+                        "permanent": f.permanent,
+                    })
+                }
+            };
+            components.insert(format!("sinks.{}", sink.name()), state);
+        }
+        (ready, self.report(ready, components))
+    }
+
+    fn report(&self, ok: bool, components: Map<String, Value>) -> Value {
+        json!({
+            "status": if ok { "ok" } else { "failing" },
+            "started": rfc3339(self.started),
+            "components": components,
+        })
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
