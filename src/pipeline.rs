@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use tidewater_sinks::parquet::{ParquetConfig, ParquetSink, Rolling};
+use tidewater_sinks::parquet::{ParquetConfig, ParquetSink, Probe, Rolling};
 use tidewater_sinks::store::StoreOptions;
 use tidewater_sinks::{Backoff, Delivery, Sink, SinkBatch};
 use tokio::signal::unix::{signal, SignalKind};
@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use crate::ack::{AckTracker, BatchId};
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{self, Checkpoints};
-use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::config::{Config, ParquetSinkConfig, SinkConfig, SourceConfig};
 use crate::health::Health;
 use crate::lock;
 use crate::schema::TableSchema;
@@ -93,26 +93,7 @@ impl Pipeline {
         for (name, sink) in &config.sinks {
             match sink {
                 SinkConfig::Parquet(p) => {
-                    let cfg = ParquetConfig {
-                        url: p.url.clone(),
-                        store: StoreOptions {
-                            endpoint: p.endpoint.clone(),
-                            region: p.region.clone(),
-                            allow_http: p.allow_http,
-                            virtual_hosted_style: p.virtual_hosted_style,
-                            credentials: p.credentials.clone(),
-                            request_timeout: p.request_timeout,
-                        },
-                        path_template: p.path_template.clone(),
-                        zstd_level: p.zstd_level,
-                        plain_columns: PLAIN_COLUMNS.iter().map(|c| c.to_string()).collect(),
-                        part_size: usize::try_from(p.part_size).unwrap_or(usize::MAX),
-                        rolling: p.rolling().map(|(target_file_size, max_file_age)| Rolling {
-                            target_file_size,
-                            max_file_age,
-                            staging_dir: data_dir.join("staging").join(name),
-                        }),
-                    };
+                    let cfg = parquet_config(name, p, &data_dir);
                     sinks.push((
                         Arc::new(ParquetSink::new(name, &cfg, &arrow, base_dir)?),
                         p.concurrency,
@@ -314,6 +295,64 @@ impl Pipeline {
             .context("writing the final checkpoint")?;
         Ok(ending)
     }
+}
+
+/// The sink crate's settings for the `[sinks.<name>]` table `p`.
+fn parquet_config(name: &str, p: &ParquetSinkConfig, data_dir: &Path) -> ParquetConfig {
+    ParquetConfig {
+        url: p.url.clone(),
+        store: StoreOptions {
+            endpoint: p.endpoint.clone(),
+            region: p.region.clone(),
+            allow_http: p.allow_http,
+            virtual_hosted_style: p.virtual_hosted_style,
+            credentials: p.credentials.clone(),
+            request_timeout: p.request_timeout,
+        },
+        path_template: p.path_template.clone(),
+        zstd_level: p.zstd_level,
+        plain_columns: PLAIN_COLUMNS.iter().map(|c| c.to_string()).collect(),
+        part_size: usize::try_from(p.part_size).unwrap_or(usize::MAX),
+        rolling: p.rolling().map(|(target_file_size, max_file_age)| Rolling {
+            target_file_size,
+            max_file_age,
+            staging_dir: data_dir.join("staging").join(name),
+        }),
+    }
+}
+
+/// `tidewater validate --connect`: reach every sink's destination (list it
+/// and read the newest object's footer) without writing anything and
+/// without touching a running instance's data dir.
+pub async fn probe_sinks(
+    config: &Config,
+    base_dir: &Path,
+) -> anyhow::Result<Vec<(String, Result<Probe, tidewater_sinks::SinkError>)>> {
+    let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
+    let arrow = schema.arrow();
+    let mut out = Vec::new();
+    for (name, sink) in &config.sinks {
+        match sink {
+            SinkConfig::Parquet(p) => {
+                let mut cfg = parquet_config(name, p, Path::new(""));
+                cfg.rolling = None;
+                let probe = match ParquetSink::new(name, &cfg, &arrow, base_dir) {
+                    Ok(sink) => {
+                        match tokio::time::timeout(p.request_timeout * 4, sink.probe()).await {
+                            Ok(result) => result,
+                            Err(_) => Err(tidewater_sinks::SinkError::Task(format!(
+                                "no answer within {:?}",
+                                p.request_timeout * 4
+                            ))),
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                out.push((name.clone(), probe));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Acknowledgements still waiting for staged rows to become durable.

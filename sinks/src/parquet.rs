@@ -201,6 +201,59 @@ impl ParquetSink {
         );
         Ok(Self { target, roller })
     }
+}
+
+/// What [`ParquetSink::probe`] found under the sink's prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// Where the sink writes (never with credentials).
+    pub destination: String,
+    /// Parquet objects under the prefix.
+    pub objects: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// The newest object's key and the row count in its footer.
+    pub newest: Option<(String, i64)>,
+}
+
+impl ParquetSink {
+    /// Check that the destination answers: list the prefix and read the
+    /// footer of the newest Parquet object. Writes nothing.
+    pub async fn probe(&self) -> Result<Probe, SinkError> {
+        use futures::StreamExt;
+        let location = &self.target.location;
+        let prefix = (!location.prefix.as_ref().is_empty()).then_some(&location.prefix);
+        let mut listing = location.store.list(prefix);
+        let (mut objects, mut bytes) = (0u64, 0u64);
+        let mut newest: Option<object_store::ObjectMeta> = None;
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            if !meta.location.as_ref().ends_with(".parquet") {
+                continue;
+            }
+            objects += 1;
+            bytes += meta.size;
+            if newest
+                .as_ref()
+                .is_none_or(|n| meta.last_modified >= n.last_modified)
+            {
+                newest = Some(meta);
+            }
+        }
+        let newest = match newest {
+            None => None,
+            Some(meta) => {
+                let rows = footer_rows(&*location.store, &meta).await?;
+                Some((meta.location.to_string(), rows))
+            }
+        };
+        Ok(Probe {
+            destination: location.display.clone(),
+            objects,
+            bytes,
+            newest,
+        })
+    }
 
     /// One object per key of the batch, each complete before returning.
     async fn write_objects(&self, batch: &SinkBatch) -> Result<(), SinkError> {
@@ -526,6 +579,42 @@ async fn age_ticker(roller: Weak<Roller>) {
 // ---------------------------------------------------------------------------
 // Encoding and uploading
 // ---------------------------------------------------------------------------
+
+/// The row count in the footer of a Parquet object: two range reads (the
+/// 8-byte tail, then the metadata), however large the object is.
+async fn footer_rows(
+    store: &dyn ObjectStore,
+    meta: &object_store::ObjectMeta,
+) -> Result<i64, SinkError> {
+    use parquet::errors::ParquetError;
+    use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+    let corrupt = |what: &str| {
+        SinkError::Encode(ParquetError::General(format!(
+            "{} is not a Parquet file: {what}",
+            meta.location
+        )))
+    };
+    if meta.size < 12 {
+        return Err(corrupt("too short"));
+    }
+    let tail = store
+        .get_range(&meta.location, meta.size - 8..meta.size)
+        .await?;
+    let tail: [u8; 8] = tail
+        .as_ref()
+        .try_into()
+        .map_err(|_| corrupt("short read"))?;
+    let len = FooterTail::try_new(&tail)?.metadata_length() as u64;
+    if len + 8 > meta.size {
+        return Err(corrupt("footer longer than the file"));
+    }
+    let footer = store
+        .get_range(&meta.location, meta.size - 8 - len..meta.size - 8)
+        .await?;
+    Ok(ParquetMetaDataReader::decode_metadata(&footer)?
+        .file_metadata()
+        .num_rows())
+}
 
 /// The rows `rows` of `records` (all of them without a copy when that is all).
 fn select(records: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch, SinkError> {

@@ -9,6 +9,9 @@
 //!   and checkpoints; restarts resume from the checkpoint.
 //! - `bad_input`: invalid UTF-8, NUL bytes, huge lines, CRLF, broken lines,
 //!   empty lines and unreadable entries are all accounted for.
+//! - `object_store`: the lake on S3 (a real moto server: exactly once,
+//!   multipart rolling, an outage, a missing bucket, SIGKILL mid-upload) and
+//!   GCS (fake-gcs-server: configuration and reads; real GCS when given).
 //! - `config_errors`: bad configs are rejected with the key, file and line;
 //!   the CLI surface (`--version`, `schema`).
 
@@ -16,5 +19,7 @@ mod bad_input;
 mod config_errors;
 mod corpus;
 mod crash;
+mod object_store;
 mod rotation;
+mod services;
 mod util;

@@ -202,6 +202,10 @@ pub struct Config {
     pub max_bytes: String,
     pub max_age: String,
     pub lake_url: String,
+    /// Extra `key = value` lines for the sink table (store settings).
+    pub sink_extra: String,
+    /// `[api] address`, when the test probes `/readyz`.
+    pub api_address: Option<String>,
 }
 
 impl Config {
@@ -220,6 +224,8 @@ impl Config {
             max_bytes: "8MiB".into(),
             max_age: "1s".into(),
             lake_url: "file://lake".into(),
+            sink_extra: String::new(),
+            api_address: None,
         }
     }
 
@@ -248,16 +254,21 @@ impl Config {
         if let Some(max) = &self.max_line_bytes {
             source.push_str(&format!("max_line_bytes = {}\n", toml_str(max)));
         }
+        let api = match &self.api_address {
+            Some(a) => format!("[api]\naddress = {}\n\n", toml_str(a)),
+            None => String::new(),
+        };
         format!(
-            "data_dir = {}\nshutdown_timeout = {}\n\n{source}\n\
+            "data_dir = {}\nshutdown_timeout = {}\n\n{api}{source}\n\
              [batch]\nmax_rows = {}\nmax_bytes = {}\nmax_age = {}\n\n\
-             [sinks.lake]\ntype = \"parquet\"\nurl = {}\n",
+             [sinks.lake]\ntype = \"parquet\"\nurl = {}\n{}",
             toml_str(&self.data_dir),
             toml_str(&self.shutdown_timeout),
             self.max_rows,
             toml_str(&self.max_bytes),
             toml_str(&self.max_age),
             toml_str(&self.lake_url),
+            self.sink_extra,
         )
     }
 }

@@ -1,0 +1,582 @@
+//! The Parquet lake on object stores: S3 through a real moto server (writes,
+//! multipart, outages, a missing bucket, SIGKILL during uploads), GCS
+//! configuration and reads through fake-gcs-server, and real GCS when
+//! credentials are given. The lake is read back with boto3 and pyarrow, not
+//! with the object_store code that wrote it.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::services::*;
+use crate::util::*;
+
+const BUCKET: &str = "lake";
+
+/// A config that ships `logs/*.log` to `s3://lake/<prefix>` on `moto`.
+fn s3_config(moto: &Moto, prefix: &str) -> Config {
+    let mut config = Config::relative("cri");
+    config.lake_url = format!("s3://{BUCKET}/{prefix}");
+    config.sink_extra = moto.sink_settings();
+    config
+}
+
+/// Start tidewater with the S3 credentials in its environment.
+fn start_s3_run(sandbox: &Sandbox, config: &Path) -> Tidewater {
+    sandbox.spawn_with_env(&["run", "--config", path_str(config)], &s3_env())
+}
+
+fn run_s3_once(sandbox: &Sandbox, config: &Path) -> (Finished, Summary) {
+    let finished = sandbox
+        .spawn_with_env(&["run", "--config", path_str(config), "--once"], &s3_env())
+        .finish(RUN_ONCE_TIMEOUT);
+    finished.assert_success();
+    let summary = finished.summary();
+    (finished, summary)
+}
+
+fn assert_no_secret(output: &str) {
+    assert!(
+        !output.contains(S3_SECRET),
+        "the S3 secret key appears in tidewater's output"
+    );
+}
+
+#[test]
+fn s3_lake_holds_the_corpus_exactly_once() {
+    let sandbox = Sandbox::new();
+    let moto = Moto::start(&sandbox);
+    moto.create_bucket(BUCKET);
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 20_000, &[]);
+    let mut config = s3_config(&moto, "prod/eu");
+    config.max_rows = 3_000;
+    let config = sandbox.write_config(&config);
+
+    let (finished, summary) = run_s3_once(&sandbox, &config);
+    assert_eq!(
+        summary.get("rows_delivered"),
+        corpus.records,
+        "{}",
+        finished.stderr
+    );
+    assert_no_secret(&finished.stderr);
+
+    let fetched_dir = sandbox.path("fetched");
+    let fetched = moto.fetch(BUCKET, "prod/eu", &fetched_dir);
+    println!("S3 lake: {fetched:?}");
+    assert!(
+        fetched.objects >= 7,
+        "20,000 rows in batches of 3,000 make at least 7 objects: {fetched:?}"
+    );
+    for key in &fetched.keys {
+        parse_lake_key(Path::new(key));
+    }
+    read_lake(&fetched_dir).assert_exactly_once(corpus.seqs());
+    let py = read_lake_with_pyarrow(&fetched_dir);
+    assert_eq!(py.files, fetched.objects);
+    assert_eq!(py.rows, corpus.records);
+    let mut seqs = py.seqs.clone();
+    seqs.dedup();
+    assert_eq!(
+        seqs.len() as u64,
+        corpus.records,
+        "pyarrow sees every seq once"
+    );
+
+    // Nothing outside the prefix.
+    let everything = moto.fetch(BUCKET, "", &sandbox.path("whole-bucket"));
+    assert_eq!(
+        everything.objects, fetched.objects,
+        "objects outside prefix prod/eu: {:?}",
+        everything.keys
+    );
+}
+
+#[test]
+fn s3_rolling_combines_batches_into_multipart_objects() {
+    let sandbox = Sandbox::new();
+    let moto = Moto::start(&sandbox);
+    moto.create_bucket(BUCKET);
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 60_000, &[]);
+    let mut config = s3_config(&moto, "rolled");
+    config.max_rows = 2_000;
+    // Uncompressed, so that a few batches make an object larger than one 5 MiB part.
+    config.sink_extra.push_str(
+        "zstd_level = 0\npart_size = \"5MiB\"\ntarget_file_size = \"6MiB\"\nmax_file_age = \"10m\"\n",
+    );
+    let config = sandbox.write_config(&config);
+
+    let (finished, summary) = run_s3_once(&sandbox, &config);
+    assert_eq!(
+        summary.get("rows_delivered"),
+        corpus.records,
+        "{}",
+        finished.stderr
+    );
+
+    let fetched_dir = sandbox.path("fetched");
+    let fetched = moto.fetch(BUCKET, "rolled", &fetched_dir);
+    println!("rolled lake: {fetched:?}");
+    let batches = corpus.records.div_ceil(2_000);
+    assert!(
+        fetched.objects < batches / 2,
+        "{batches} batches should be combined into far fewer objects: {fetched:?}"
+    );
+    assert!(
+        fetched.multipart >= 1,
+        "an object above 5 MiB goes up in parts: {fetched:?}"
+    );
+    assert_eq!(
+        fetched.incomplete_uploads, 0,
+        "no multipart upload is left open"
+    );
+    read_lake(&fetched_dir).assert_exactly_once(corpus.seqs());
+    assert_eq!(read_lake_with_pyarrow(&fetched_dir).rows, corpus.records);
+    let staging = sandbox.data_dir().join("staging/lake");
+    let left: Vec<_> = fs::read_dir(&staging)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "staging files left after a complete run: {left:?}"
+    );
+}
+
+/// Appends the lines of `source` to `target` a chunk at a time, `pause` apart.
+fn spawn_writer(
+    source: Vec<Vec<u8>>,
+    target: std::path::PathBuf,
+    chunk: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&target)
+            .expect("open the log for appending");
+        for lines in source.chunks(chunk) {
+            file.write_all(&lines.concat()).expect("append to the log");
+            std::thread::sleep(pause);
+        }
+    })
+}
+
+/// Polls `/readyz` until `want` holds for its (code, body); panics after `timeout`.
+fn wait_for_readyz(
+    port: u16,
+    tidewater: &mut Tidewater,
+    timeout: Duration,
+    what: &str,
+    want: impl Fn(u16, &Value) -> bool,
+) -> Value {
+    let mut last = None;
+    let ok = poll_until(timeout, || {
+        tidewater.assert_running();
+        last = readyz(port);
+        last.as_ref().is_some_and(|(code, body)| want(*code, body))
+    });
+    assert!(
+        ok,
+        "/readyz never showed {what} within {timeout:?}; last answer: {last:?}\n--- stderr ---\n{}",
+        tail(&tidewater.stderr(), 3000)
+    );
+    last.map(|(_, body)| body).unwrap_or_default()
+}
+
+fn wait_for_checkpoint(sandbox: &Sandbox, len: u64, tidewater: &mut Tidewater, timeout: Duration) {
+    let ok = poll_until(timeout, || {
+        tidewater.assert_running();
+        sandbox.checkpoint_file().exists()
+            && checkpoint_offsets(&read_checkpoints(sandbox)).contains(&len)
+    });
+    assert!(ok, "the checkpoint did not reach the end of the log ({len} bytes) within {timeout:?}\n--- stderr ---\n{}", tail(&tidewater.stderr(), 3000));
+}
+
+#[test]
+fn s3_outage_is_reported_and_nothing_is_lost() {
+    let sandbox = Sandbox::new();
+    let moto = Moto::start(&sandbox);
+    moto.create_bucket(BUCKET);
+    let corpus = generate(&sandbox.path("source/app.log"), "cri", 30_000, &[]);
+    let log = sandbox.logs().join("app.log");
+    let api = free_port();
+    let mut config = s3_config(&moto, "outage");
+    config.max_rows = 1_000;
+    config.api_address = Some(format!("127.0.0.1:{api}"));
+    let config = sandbox.write_config(&config);
+
+    let mut tidewater = start_s3_run(&sandbox, &config);
+    // About 15 s of appends: 200 lines every 100 ms.
+    let writer = spawn_writer(corpus.lines(), log.clone(), 200, Duration::from_millis(100));
+    wait_for_readyz(
+        api,
+        &mut tidewater,
+        Duration::from_secs(30),
+        "a healthy sink",
+        |code, _| code == 200,
+    );
+
+    moto.pause();
+    let paused_at = Instant::now();
+    let failing = wait_for_readyz(
+        api,
+        &mut tidewater,
+        Duration::from_secs(60),
+        "the sink failing",
+        |code, body| code == 503 && body["components"]["sinks.lake"]["status"] == "failing",
+    );
+    println!("while the store was down, /readyz said: {failing}");
+    assert_eq!(
+        failing["components"]["sinks.lake"]["permanent"], false,
+        "an outage is not a permanent error"
+    );
+    // Stay down a while longer while the writer keeps appending.
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(paused_at.elapsed()));
+    let rss_down = peak_rss_kib(tidewater.pid());
+    moto.resume();
+
+    writer.join().expect("the writer thread panicked");
+    let len = fs::metadata(&log).expect("the log").len();
+    wait_for_checkpoint(&sandbox, len, &mut tidewater, Duration::from_secs(180));
+    wait_for_readyz(
+        api,
+        &mut tidewater,
+        Duration::from_secs(30),
+        "the sink healthy again",
+        |code, _| code == 200,
+    );
+    let peak = peak_rss_kib(tidewater.pid()).expect("VmHWM of tidewater");
+    println!(
+        "peak RSS: {} MiB (at the end of the outage: {:?} MiB)",
+        peak / 1024,
+        rss_down.map(|k| k / 1024)
+    );
+    tidewater.signal("TERM");
+    let finished = tidewater.finish(Duration::from_secs(30));
+    finished.assert_success();
+    assert_no_secret(&finished.stderr);
+    assert!(
+        finished.summary().get("sink_retries") > 0,
+        "the outage should have caused retries"
+    );
+
+    let fetched_dir = sandbox.path("fetched");
+    moto.fetch(BUCKET, "outage", &fetched_dir);
+    let lake = read_lake(&fetched_dir);
+    let report = lake.seq_report(corpus.seqs());
+    println!(
+        "after the outage: {} rows, {} duplicates",
+        lake.row_count(),
+        report.duplicate_rows()
+    );
+    assert!(
+        report.missing.is_empty() && report.unexpected.is_empty(),
+        "{}",
+        report.describe()
+    );
+    // Retried batches overwrite their own keys: no duplicates either.
+    lake.assert_exactly_once(corpus.seqs());
+    assert!(
+        peak < 256 * 1024,
+        "peak RSS {} MiB: buffering is not bounded",
+        peak / 1024
+    );
+}
+
+#[test]
+fn s3_missing_bucket_is_reported_as_permanent_until_it_exists() {
+    let sandbox = Sandbox::new();
+    let moto = Moto::start(&sandbox);
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 5_000, &[]);
+    let api = free_port();
+    let mut config = s3_config(&moto, "late");
+    config.api_address = Some(format!("127.0.0.1:{api}"));
+    let config = sandbox.write_config(&config);
+
+    let mut tidewater = start_s3_run(&sandbox, &config);
+    let body = wait_for_readyz(
+        api,
+        &mut tidewater,
+        Duration::from_secs(60),
+        "a permanent failure",
+        |code, body| code == 503 && body["components"]["sinks.lake"]["permanent"] == true,
+    );
+    let error = body["components"]["sinks.lake"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    println!("with no bucket, /readyz said: {body}");
+    assert!(
+        !error.is_empty(),
+        "the failing sink names its error: {body}"
+    );
+    assert!(
+        tidewater
+            .stderr()
+            .contains("cannot succeed until this is fixed"),
+        "the log says a person must act"
+    );
+
+    moto.create_bucket(BUCKET);
+    let len = fs::metadata(&corpus.path).expect("the log").len();
+    wait_for_checkpoint(&sandbox, len, &mut tidewater, Duration::from_secs(120));
+    wait_for_readyz(
+        api,
+        &mut tidewater,
+        Duration::from_secs(30),
+        "the sink healthy",
+        |code, _| code == 200,
+    );
+    tidewater.signal("TERM");
+    tidewater.finish(Duration::from_secs(30)).assert_success();
+    let fetched_dir = sandbox.path("fetched");
+    moto.fetch(BUCKET, "late", &fetched_dir);
+    read_lake(&fetched_dir).assert_exactly_once(corpus.seqs());
+}
+
+#[test]
+fn s3_sigkill_during_an_upload_loses_and_duplicates_nothing() {
+    let sandbox = Sandbox::new();
+    let moto = Moto::start(&sandbox);
+    moto.create_bucket(BUCKET);
+    let corpus = generate(&sandbox.path("source/app.log"), "cri", 60_000, &[]);
+    let log = sandbox.logs().join("app.log");
+    let api = free_port();
+    let mut config = s3_config(&moto, "crash");
+    config.max_rows = 2_000;
+    config.api_address = Some(format!("127.0.0.1:{api}"));
+    config.sink_extra.push_str(
+        "zstd_level = 0\npart_size = \"5MiB\"\ntarget_file_size = \"6MiB\"\nmax_file_age = \"10m\"\n",
+    );
+    let config = sandbox.write_config(&config);
+
+    // While a writer appends (about 20 s), let the first objects land, then
+    // hang the store so that the next upload is in flight, and kill
+    // tidewater in the middle of it.
+    let mut tidewater = start_s3_run(&sandbox, &config);
+    let writer = spawn_writer(corpus.lines(), log, 300, Duration::from_millis(100));
+    let landed = poll_until(Duration::from_secs(120), || {
+        tidewater.assert_running();
+        moto.fetch(BUCKET, "crash", &sandbox.path("peek")).objects >= 1
+    });
+    assert!(
+        landed,
+        "no object arrived\n{}",
+        tail(&tidewater.stderr(), 3000)
+    );
+    moto.pause();
+    wait_for_readyz(
+        api,
+        &mut tidewater,
+        Duration::from_secs(60),
+        "an upload hanging",
+        |code, _| code == 503,
+    );
+    tidewater.signal("KILL");
+    let killed = tidewater.finish(Duration::from_secs(10));
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "tidewater should have died of SIGKILL"
+    );
+    moto.resume();
+    let staged = fs::read_dir(sandbox.data_dir().join("staging/lake"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    writer.join().expect("the writer thread panicked");
+
+    let (finished, summary) = run_s3_once(&sandbox, &config);
+    let fetched_dir = sandbox.path("fetched");
+    let fetched = moto.fetch(BUCKET, "crash", &fetched_dir);
+    let lake = read_lake(&fetched_dir);
+    let report = lake.seq_report(corpus.seqs());
+    println!(
+        "SIGKILL with {staged} staging files and an upload in flight; the restart read {} records; \
+         lake: {} objects, {} rows, {} duplicate rows; {} multipart uploads left incomplete",
+        summary.get("records"),
+        fetched.objects,
+        lake.row_count(),
+        report.duplicate_rows(),
+        fetched.incomplete_uploads
+    );
+    assert!(
+        report.missing.is_empty(),
+        "rows lost: {}\n{}",
+        report.describe(),
+        tail(&finished.stderr, 3000)
+    );
+    // The restart re-makes the interrupted object from the checkpoint, with
+    // the same first batch and so the same key: it replaces, not duplicates.
+    assert_eq!(
+        report.duplicate_rows(),
+        0,
+        "deterministic keys should leave no duplicates: {}",
+        report.describe()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// GCS
+// ---------------------------------------------------------------------------
+
+/// A service-account key file for an emulator: object_store then sends no
+/// OAuth token.
+fn emulator_key(sandbox: &Sandbox) -> std::path::PathBuf {
+    sandbox.write_file(
+        "gcs-key.json",
+        r#"{"disable_oauth": true, "client_email": "", "private_key": "", "private_key_id": ""}"#,
+    )
+}
+
+#[test]
+fn gcs_lake_is_listed_and_read_back() {
+    let sandbox = Sandbox::new();
+    let gcs = FakeGcs::start(&sandbox);
+    gcs.create_bucket(BUCKET);
+
+    // A lake made by tidewater, copied into the emulator through its JSON
+    // API (the emulator does not take object_store's XML-API writes).
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 6_000, &[]);
+    let mut local = Config::relative("cri");
+    local.max_rows = 2_000;
+    let local = sandbox.write_config(&local);
+    sandbox.run_once_ok(&local);
+    let mut files = Vec::new();
+    collect_parquet_files(&sandbox.lake(), &mut files);
+    assert!(
+        files.len() >= 3,
+        "6,000 rows in batches of 2,000: {files:?}"
+    );
+    for file in &files {
+        let key = file.strip_prefix(sandbox.lake()).expect("under the lake");
+        gcs.upload(
+            BUCKET,
+            &format!("prod/{}", path_str(key)),
+            &fs::read(file).expect("lake file"),
+        );
+    }
+
+    let key = emulator_key(&sandbox);
+    let mut config = Config::relative("cri");
+    config.data_dir = "state-gcs".into();
+    config.lake_url = format!("gs://{BUCKET}/prod");
+    config.sink_extra = format!(
+        "endpoint = {}\nallow_http = true\ncredentials = {}\n",
+        toml_str(&gcs.base_url()),
+        toml_str(path_str(&key))
+    );
+    let config = sandbox.write_config(&config);
+    let probe = sandbox
+        .spawn(&["validate", "--config", path_str(&config), "--connect"])
+        .finish(Duration::from_secs(60));
+    probe.assert_success();
+    println!("{}", probe.stdout);
+    let line = probe
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("sinks.lake:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(&format!(
+            "reachable: gs://{BUCKET}/prod holds {} Parquet objects",
+            files.len()
+        )),
+        "validate --connect should list every object: {line}"
+    );
+    let rows: u64 = line
+        .rsplit_once('(')
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row count of the newest object in: {line}"));
+    assert!(
+        rows > 0 && rows <= 2_000,
+        "the newest object's footer was read: {line}"
+    );
+    assert_eq!(
+        read_lake(&sandbox.lake()).row_count() as u64,
+        corpus.records
+    );
+
+    // A key file that is not there is a config error naming the key.
+    let mut missing = Config::relative("cri");
+    missing.lake_url = format!("gs://{BUCKET}/prod");
+    missing.sink_extra = "credentials = \"no-such-key.json\"\n".into();
+    let missing = sandbox.write_config(&missing);
+    let failed = sandbox
+        .spawn(&["run", "--config", path_str(&missing), "--once"])
+        .finish(Duration::from_secs(60));
+    assert!(!failed.status.success());
+    assert!(
+        failed.stderr.contains("sinks.lake.credentials"),
+        "{}",
+        failed.stderr
+    );
+}
+
+#[test]
+fn s3_unreachable_destination_is_reported_by_validate_connect() {
+    let sandbox = Sandbox::new();
+    let mut config = Config::relative("cri");
+    config.lake_url = format!("s3://{BUCKET}/prod");
+    config.sink_extra = format!(
+        "endpoint = \"http://127.0.0.1:{}\"\nallow_http = true\nregion = \"us-east-1\"\nrequest_timeout = \"1s\"\n",
+        free_port()
+    );
+    let config = sandbox.write_config(&config);
+    let probe = sandbox
+        .spawn_with_env(
+            &["validate", "--config", path_str(&config), "--connect"],
+            &s3_env(),
+        )
+        .finish(Duration::from_secs(60));
+    assert_eq!(probe.status.code(), Some(1), "{}", probe.stdout);
+    assert!(
+        probe.stdout.contains("sinks.lake: UNREACHABLE"),
+        "{}",
+        probe.stdout
+    );
+    assert_no_secret(&probe.stdout);
+    assert_no_secret(&probe.stderr);
+}
+
+/// Real GCS, end to end: runs only with `TIDEWATER_TEST_GCS_URL`
+/// (`gs://bucket/prefix`) and `GOOGLE_APPLICATION_CREDENTIALS` set.
+#[test]
+fn real_gcs_end_to_end_when_credentials_are_given() {
+    let (Ok(url), Ok(_)) = (
+        std::env::var("TIDEWATER_TEST_GCS_URL"),
+        std::env::var("GOOGLE_APPLICATION_CREDENTIALS"),
+    ) else {
+        println!(
+            "NOT RUN: real GCS end-to-end test. Set TIDEWATER_TEST_GCS_URL=gs://BUCKET/PREFIX and \
+             GOOGLE_APPLICATION_CREDENTIALS=/path/to/key.json to run it."
+        );
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 5_000, &[]);
+    let run_prefix = format!(
+        "{}/tidewater-it-{}",
+        url.trim_end_matches('/'),
+        std::process::id()
+    );
+    let mut config = Config::relative("cri");
+    config.lake_url = run_prefix.clone();
+    let config = sandbox.write_config(&config);
+    let (_, summary) = sandbox.run_once_ok(&config);
+    assert_eq!(summary.get("rows_delivered"), corpus.records);
+    let probe = sandbox
+        .spawn(&["validate", "--config", path_str(&config), "--connect"])
+        .finish(Duration::from_secs(120));
+    probe.assert_success();
+    println!("real GCS: {}", probe.stdout);
+    assert!(
+        probe.stdout.contains(&format!("reachable: {run_prefix}")),
+        "{}",
+        probe.stdout
+    );
+}
