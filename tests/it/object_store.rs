@@ -38,6 +38,22 @@ fn run_s3_once(sandbox: &Sandbox, config: &Path) -> (Finished, Summary) {
     (finished, summary)
 }
 
+/// `tests/duckdb_s3.py`: DuckDB (httpfs) reading `glob` on `moto`.
+fn duckdb_on_s3(moto: &Moto, glob: &str) -> Value {
+    let endpoint = moto.endpoint().trim_start_matches("http://").to_string();
+    let output = std::process::Command::new(python())
+        .arg(project_file("tests/duckdb_s3.py"))
+        .args([&endpoint, glob])
+        .output()
+        .expect("cannot run tests/duckdb_s3.py");
+    assert!(
+        output.status.success(),
+        "duckdb_s3.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("duckdb_s3.py prints JSON")
+}
+
 fn assert_no_secret(output: &str) {
     assert!(
         !output.contains(S3_SECRET),
@@ -84,6 +100,16 @@ fn s3_lake_holds_the_corpus_exactly_once() {
         seqs.len() as u64,
         corpus.records,
         "pyarrow sees every seq once"
+    );
+
+    // The README's DuckDB query, on the bucket.
+    let duck = duckdb_on_s3(&moto, &format!("s3://{BUCKET}/prod/eu/**/*.parquet"));
+    println!("DuckDB on S3: {duck}");
+    assert_eq!(duck["rows"], corpus.records, "{duck}");
+    assert_eq!(duck["distinct_seqs"], corpus.records, "{duck}");
+    assert!(
+        duck["days"].as_u64().is_some_and(|d| d >= 1),
+        "dt is read from the Hive-style path: {duck}"
     );
 
     // Nothing outside the prefix.
