@@ -221,6 +221,18 @@ pub struct ParquetSinkConfig {
 }
 
 impl ParquetSinkConfig {
+    /// How to reach the store, in the sinks crate's terms.
+    pub fn store_options(&self) -> tidewater_sinks::store::StoreOptions {
+        tidewater_sinks::store::StoreOptions {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            allow_http: self.allow_http,
+            virtual_hosted_style: self.virtual_hosted_style,
+            credentials: self.credentials.clone(),
+            request_timeout: self.request_timeout,
+        }
+    }
+
     /// `(target_file_size, max_file_age)` when batches are combined: either
     /// key turns it on, and the other takes its default (128MiB, 5m).
     pub fn rolling(&self) -> Option<(u64, Duration)> {
@@ -426,6 +438,11 @@ impl Config {
                     format!("sinks.{name}.concurrency"),
                     "expected at least 1",
                 ));
+            }
+            if let Err(tidewater_sinks::SinkError::Config { key, reason, .. }) =
+                tidewater_sinks::store::check(name, &p.url, &p.store_options())
+            {
+                return Err(invalid(format!("sinks.{name}.{key}"), &reason));
             }
             if p.request_timeout.is_zero() {
                 return Err(invalid(

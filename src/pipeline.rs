@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tidewater_sinks::parquet::{ParquetConfig, ParquetSink, Probe, Rolling};
-use tidewater_sinks::store::StoreOptions;
 use tidewater_sinks::{Backoff, Delivery, Sink, SinkBatch};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -301,14 +300,7 @@ impl Pipeline {
 fn parquet_config(name: &str, p: &ParquetSinkConfig, data_dir: &Path) -> ParquetConfig {
     ParquetConfig {
         url: p.url.clone(),
-        store: StoreOptions {
-            endpoint: p.endpoint.clone(),
-            region: p.region.clone(),
-            allow_http: p.allow_http,
-            virtual_hosted_style: p.virtual_hosted_style,
-            credentials: p.credentials.clone(),
-            request_timeout: p.request_timeout,
-        },
+        store: p.store_options(),
         path_template: p.path_template.clone(),
         zstd_level: p.zstd_level,
         plain_columns: PLAIN_COLUMNS.iter().map(|c| c.to_string()).collect(),

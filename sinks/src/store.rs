@@ -96,62 +96,12 @@ pub fn open(
         key,
         reason,
     };
+    check(sink, url, options)?;
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(config_err(
-            "url",
-            format!("expected file://PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, got {url:?}"),
-        ));
+        return Err(config_err("url", format!("{url:?} is not a URL")));
     };
-    if scheme != "file" {
-        if url.contains('@') {
-            return Err(config_err(
-                "url",
-                "credentials do not belong in the URL: use the provider's environment variables or key file"
-                    .into(),
-            ));
-        }
-        // Keys that belong to the other provider are mistakes worth naming.
-        if scheme == "gs" {
-            for (key, set) in [
-                ("region", options.region.is_some()),
-                (
-                    "virtual_hosted_style",
-                    options.virtual_hosted_style.is_some(),
-                ),
-            ] {
-                if set {
-                    return Err(config_err(
-                        key,
-                        "is an S3 setting; this sink is gs://".into(),
-                    ));
-                }
-            }
-        }
-        if scheme == "s3" && options.credentials.is_some() {
-            return Err(config_err(
-                "credentials",
-                "is a GCS key file; S3 credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS credential chain"
-                    .into(),
-            ));
-        }
-    }
     match scheme {
         "file" => {
-            if rest.is_empty() {
-                return Err(config_err("url", "file:// needs a path".into()));
-            }
-            for (key, set) in [
-                ("endpoint", options.endpoint.is_some()),
-                ("region", options.region.is_some()),
-                ("credentials", options.credentials.is_some()),
-            ] {
-                if set {
-                    return Err(config_err(
-                        key,
-                        "applies to s3:// and gs:// only; this sink is file://".into(),
-                    ));
-                }
-            }
             let dir: PathBuf = if FsPath::new(rest).is_absolute() {
                 PathBuf::from(rest)
             } else {
@@ -172,12 +122,6 @@ pub fn open(
         }
         "s3" | "gs" => {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(config_err(
-                    "url",
-                    format!("{url:?} names no bucket: expected {scheme}://BUCKET/PREFIX"),
-                ));
-            }
             let prefix = Path::parse(prefix.trim_matches('/'))
                 .map_err(|e| config_err("url", format!("invalid prefix: {e}")))?;
             let client = client_options(options);
@@ -233,6 +177,93 @@ pub fn open(
                 prefix,
                 display,
             })
+        }
+        other => Err(config_err(
+            "url",
+            format!("unsupported scheme {other:?}: expected file://, s3:// or gs://"),
+        )),
+    }
+}
+
+/// Check `url` and the options that go with it, without building or
+/// contacting anything (`tidewater validate` runs this).
+pub fn check(sink: &str, url: &str, options: &StoreOptions) -> Result<(), SinkError> {
+    let config_err = |key: &'static str, reason: String| SinkError::Config {
+        sink: sink.to_string(),
+        key,
+        reason,
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(config_err(
+            "url",
+            format!("expected file://PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, got {url:?}"),
+        ));
+    };
+    if scheme != "file" {
+        if url.contains('@') {
+            return Err(config_err(
+                "url",
+                "credentials do not belong in the URL: use the provider's environment variables or key file"
+                    .into(),
+            ));
+        }
+        // Keys that belong to the other provider are mistakes worth naming.
+        if scheme == "gs" {
+            for (key, set) in [
+                ("region", options.region.is_some()),
+                (
+                    "virtual_hosted_style",
+                    options.virtual_hosted_style.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(config_err(
+                        key,
+                        "is an S3 setting; this sink is gs://".into(),
+                    ));
+                }
+            }
+        }
+        if scheme == "s3" && options.credentials.is_some() {
+            return Err(config_err(
+                "credentials",
+                "is a GCS key file; S3 credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS credential chain"
+                    .into(),
+            ));
+        }
+    }
+    match scheme {
+        "file" => {
+            if rest.is_empty() {
+                return Err(config_err("url", "file:// needs a path".into()));
+            }
+            for (key, set) in [
+                ("endpoint", options.endpoint.is_some()),
+                ("region", options.region.is_some()),
+                ("credentials", options.credentials.is_some()),
+                (
+                    "virtual_hosted_style",
+                    options.virtual_hosted_style.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(config_err(
+                        key,
+                        "applies to s3:// and gs:// only; this sink is file://".into(),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        "s3" | "gs" => {
+            let bucket = rest.split('/').next().unwrap_or_default();
+            if bucket.is_empty() {
+                return Err(config_err(
+                    "url",
+                    format!("{url:?} names no bucket: expected {scheme}://BUCKET/PREFIX"),
+                ));
+            }
+            Ok(())
         }
         other => Err(config_err(
             "url",

@@ -266,3 +266,54 @@ fn schema_matches_the_schema_file() {
         );
     }
 }
+
+#[test]
+fn object_store_settings_are_checked_by_validate() {
+    let base = good_config();
+    let url_line = |url: &str| format!("url = {}", toml_str(url));
+    let cases: [(&str, String, &str); 6] = [
+        (
+            "no_bucket.toml",
+            with_line(&base, "url", &url_line("s3:///prefix")),
+            "sinks.lake.url",
+        ),
+        (
+            "secret_in_url.toml",
+            with_line(
+                &base,
+                "url",
+                &url_line("s3://AKIAEXAMPLE:hunter2@bucket/prefix"),
+            ),
+            "sinks.lake.url",
+        ),
+        (
+            "region_on_file.toml",
+            base.clone() + "region = \"eu-west-1\"\n",
+            "sinks.lake.region",
+        ),
+        (
+            "key_file_on_s3.toml",
+            with_line(&base, "url", &url_line("s3://bucket/prefix"))
+                + "credentials = \"key.json\"\n",
+            "sinks.lake.credentials",
+        ),
+        (
+            "small_part.toml",
+            with_line(&base, "url", &url_line("s3://bucket/prefix")) + "part_size = \"1MiB\"\n",
+            "sinks.lake.part_size",
+        ),
+        (
+            "ftp.toml",
+            with_line(&base, "url", &url_line("ftp://host/dir")),
+            "sinks.lake.url",
+        ),
+    ];
+    for (name, config, key) in cases {
+        let finished = assert_rejected(name, &config, key, &[]);
+        assert!(
+            !finished.stderr.contains("hunter2"),
+            "a password in the URL must not be echoed:\n{}",
+            finished.stderr
+        );
+    }
+}
