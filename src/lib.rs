@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dead_letter;
 pub mod health;
+pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod schema;

@@ -40,6 +40,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Consume error events from RabbitMQ and post them to Slack (the
+    /// `[notify]` table of the configuration).
+    Notify {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Tail, parse and deliver logs.
     Run {
         /// The TOML configuration file.
@@ -88,7 +94,32 @@ const CONFIG_ERROR: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // object_store, reqwest and lapin each bring rustls; with more than one
+    // crypto backend compiled in, rustls needs to be told which to use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
+        Command::Notify { config } => {
+            let config = match tidewater::config::NotifyConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")
+                .and_then(|rt| rt.block_on(tidewater::notify::run(config)));
+            match result {
+                Ok(summary) => {
+                    println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Validate { config, connect } => match Config::load(&config) {
             Ok(loaded) => {
                 println!("config OK: {}", config.display());

@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use tidewater_sinks::amqp::{AmqpConfig, AmqpSink};
 use tidewater_sinks::parquet::{ParquetConfig, ParquetSink, Probe, Rolling};
+use tidewater_sinks::when::Condition;
 use tidewater_sinks::{Backoff, Delivery, Sink, SinkBatch};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -97,6 +99,21 @@ impl Pipeline {
                         Arc::new(ParquetSink::new(name, &cfg, &arrow, base_dir)?),
                         p.concurrency,
                     ));
+                }
+                SinkConfig::Amqp(a) => {
+                    let cfg = AmqpConfig {
+                        url: a.url.clone(),
+                        exchange: a.exchange.clone(),
+                        routing_key: a.routing_key.clone(),
+                        when: Condition::parse(&a.when)
+                            .map_err(|e| anyhow::anyhow!("sinks.{name}.when: {e}"))?,
+                        fields: a.fields.clone(),
+                        queue: a.queue.clone(),
+                        binding_key: a.binding_key.clone(),
+                        confirm_timeout: a.confirm_timeout,
+                    };
+                    // One publisher: events of a source stay in order.
+                    sinks.push((Arc::new(AmqpSink::new(name, cfg)?), 1));
                 }
             }
         }
@@ -342,6 +359,8 @@ pub async fn probe_sinks(
                 };
                 out.push((name.clone(), probe));
             }
+            // Publishing is the only way to test a broker; nothing is probed.
+            SinkConfig::Amqp(_) => {}
         }
     }
     Ok(out)

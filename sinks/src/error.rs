@@ -22,6 +22,9 @@ pub enum SinkError {
         path: String,
         source: std::io::Error,
     },
+    /// The AMQP broker could not be reached or refused (never with the password).
+    #[error("amqp: {0}")]
+    Amqp(String),
     /// A task the sink ran on the blocking pool died.
     #[error("encoder task failed: {0}")]
     Task(String),
@@ -38,7 +41,7 @@ impl SinkError {
                 source.kind(),
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
             ),
-            SinkError::Encode(_) | SinkError::Task(_) => false,
+            SinkError::Encode(_) | SinkError::Task(_) | SinkError::Amqp(_) => false,
         }
     }
 }

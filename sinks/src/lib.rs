@@ -6,12 +6,15 @@
 //! tailing: they see a [`SinkBatch`] with a stable id and an Arrow
 //! `RecordBatch` whose schema comes from `schemas/`.
 
+pub mod amqp;
 mod backoff;
 mod error;
+pub mod event;
 mod health;
 mod key;
 pub mod parquet;
 pub mod store;
+pub mod when;
 
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;

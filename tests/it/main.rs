@@ -12,9 +12,13 @@
 //! - `object_store`: the lake on S3 (a real moto server: exactly once,
 //!   multipart rolling, an outage, a missing bucket, SIGKILL mid-upload) and
 //!   GCS (fake-gcs-server: configuration and reads; real GCS when given).
+//! - `alerts`: error events through a real RabbitMQ to `tidewater notify` and a
+//!   local stand-in for Slack's webhook: grouping, retries, dead letters, an
+//!   error storm, broker-side connection closes.
 //! - `config_errors`: bad configs are rejected with the key, file and line;
 //!   the CLI surface (`--version`, `schema`).
 
+mod alerts;
 mod bad_input;
 mod config_errors;
 mod corpus;

@@ -1,0 +1,301 @@
+//! `tidewater notify`: error events from RabbitMQ to Slack.
+//!
+//! Consumes a durable queue bound to the events' exchange (declaring it, and
+//! its dead-letter queue `<queue>.dead`, if missing) with manual acks and a
+//! prefetch limit. Events are grouped by fingerprint ([`group`]) and posted
+//! to a Slack webhook ([`slack`]) at most once per `min_interval`. A message
+//! is acked only after the post that covers it succeeded; after
+//! `max_attempts` failed posts its messages are rejected to the dead-letter
+//! queue. A lost broker connection is re-established with backoff (unacked
+//! messages are redelivered by the broker). SIGTERM/SIGINT: stop consuming,
+//! hand held messages back, finish the post in progress (up to
+//! `shutdown_timeout`) and exit 0.
+
+pub mod group;
+pub mod slack;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::Acker;
+use lapin::{Connection, ConnectionProperties};
+use serde::Serialize;
+use tidewater_sinks::amqp::{declare_queue, redact_url};
+use tidewater_sinks::event::ErrorEvent;
+use tidewater_sinks::Backoff;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::config::NotifyConfig;
+use group::{Grouper, Post};
+use slack::{Outcome, Webhook};
+
+/// What `notify` did, printed as JSON on stdout at exit.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub events: u64,
+    pub posts: u64,
+    pub acked: u64,
+    pub dead_lettered: u64,
+    pub invalid: u64,
+    pub failed_attempts: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    events: AtomicU64,
+    posts: AtomicU64,
+    acked: AtomicU64,
+    dead_lettered: AtomicU64,
+    invalid: AtomicU64,
+    failed_attempts: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn summary(&self) -> Summary {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Summary {
+            events: get(&self.events),
+            posts: get(&self.posts),
+            acked: get(&self.acked),
+            dead_lettered: get(&self.dead_lettered),
+            invalid: get(&self.invalid),
+            failed_attempts: get(&self.failed_attempts),
+        }
+    }
+}
+
+/// Run until SIGTERM/SIGINT.
+pub async fn run(config: NotifyConfig) -> anyhow::Result<Summary> {
+    let url = match (&config.webhook_url, &config.webhook_url_file) {
+        (Some(url), _) => url.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("notify.webhook_url_file: cannot read {}", path.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => anyhow::bail!("notify.webhook_url is not set"),
+    };
+    let webhook = Webhook::new(url)?;
+    let counters = Arc::new(Counters::default());
+    let (stop_tx, stop) = watch::channel(false);
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
+        }
+        tracing::info!("stopping: handing held messages back and finishing the post in progress");
+        let _ = stop_tx.send(true);
+    });
+
+    let mut backoff = Backoff::default();
+    loop {
+        let started = Instant::now();
+        match session(&config, &webhook, &counters, stop.clone()).await {
+            Ok(()) => break,
+            Err(e) => {
+                if started.elapsed() > std::time::Duration::from_secs(30) {
+                    backoff = Backoff::default();
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(broker = %redact_url(&config.url), error = %format!("{e:#}"), retry_in = ?delay, "broker connection lost; reconnecting");
+                let mut stop = stop.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        }
+    }
+    Ok(counters.summary())
+}
+
+/// One connection's worth of consuming; `Ok` only when told to stop.
+async fn session(
+    config: &NotifyConfig,
+    webhook: &Webhook,
+    counters: &Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("tidewater notify (pid {})", std::process::id()).into());
+    let connection = Connection::connect(&config.url, properties)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&config.url)))?;
+    let channel = connection
+        .create_channel()
+        .await
+        .context("opening a channel")?;
+    declare_queue(
+        &channel,
+        &config.queue,
+        &config.exchange,
+        &config.binding_key,
+    )
+    .await
+    .with_context(|| format!("declaring queue {}", config.queue))?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await
+        .context("setting the prefetch")?;
+    let mut consumer = channel
+        .basic_consume(
+            config.queue.as_str().into(),
+            "tidewater-notify".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .context("starting to consume")?;
+    tracing::info!(broker = %redact_url(&config.url), queue = %config.queue, "consuming error events");
+
+    let (posts, queue) = mpsc::channel::<Post<Acker>>(64);
+    let poster = tokio::spawn(poster(
+        queue,
+        webhook.clone(),
+        config.clone(),
+        Arc::clone(counters),
+    ));
+    let _abort_poster = AbortOnDrop(poster.abort_handle());
+    let mut grouper = Grouper::new(
+        config.group_window,
+        usize::from(config.prefetch).div_ceil(2),
+    );
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let result = loop {
+        tokio::select! {
+            delivery = consumer.next() => {
+                let delivery = match delivery {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => break Err(anyhow::Error::from(e).context("consuming")),
+                    None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
+                };
+                match serde_json::from_slice::<ErrorEvent>(&delivery.data) {
+                    Ok(event) => {
+                        Counters::add(&counters.events, 1);
+                        if let Some(post) = grouper.add(event, delivery.acker, Instant::now()) {
+                            if posts.send(post).await.is_err() {
+                                break Err(anyhow::anyhow!("the poster stopped"));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a message that is not an error event: rejecting it to the dead-letter queue");
+                        Counters::add(&counters.invalid, 1);
+                        let _ = delivery.acker.nack(BasicNackOptions { requeue: false, multiple: false }).await;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                for post in grouper.due(Instant::now()) {
+                    if posts.send(post).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ = stop.wait_for(|s| *s) => break Ok(()),
+        }
+    };
+    // Held messages go back to the queue for the next consumer.
+    for acker in grouper.drain() {
+        let _ = acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
+            .await;
+    }
+    drop(posts);
+    if result.is_ok() {
+        if tokio::time::timeout(config.shutdown_timeout, poster)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a post was still in progress at the shutdown deadline; its messages stay in the queue");
+        }
+        let _ = connection
+            .close(200, "tidewater notify stopping".into())
+            .await;
+    }
+    result
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Posts one at a time, at most one per `min_interval`; acks on success,
+/// dead-letters after `max_attempts` failures.
+async fn poster(
+    mut queue: mpsc::Receiver<Post<Acker>>,
+    webhook: Webhook,
+    config: NotifyConfig,
+    counters: Arc<Counters>,
+) {
+    let mut last: Option<Instant> = None;
+    while let Some(post) = queue.recv().await {
+        let body = slack::message(&post, config.link_template.as_deref());
+        let mut backoff = Backoff::default();
+        let mut attempts = 0;
+        let posted = loop {
+            if let Some(t) = last {
+                tokio::time::sleep_until(t + config.min_interval).await;
+            }
+            last = Some(Instant::now());
+            let wait = match webhook.post(&body).await {
+                Outcome::Posted => break true,
+                Outcome::RateLimited(wait) => {
+                    tracing::warn!(retry_in = ?wait, "Slack rate limit (429)");
+                    wait
+                }
+                Outcome::Failed(reason) => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %reason, retry_in = ?wait, "posting to Slack failed");
+                    wait
+                }
+            };
+            attempts += 1;
+            Counters::add(&counters.failed_attempts, 1);
+            if attempts >= config.max_attempts {
+                break false;
+            }
+            tokio::time::sleep(wait).await;
+        };
+        let n = post.deliveries.len() as u64;
+        if posted {
+            Counters::add(&counters.posts, 1);
+            for acker in &post.deliveries {
+                if let Err(e) = acker.ack(BasicAckOptions::default()).await {
+                    tracing::warn!(error = %e, "cannot ack (the broker will redeliver)");
+                }
+            }
+            Counters::add(&counters.acked, n);
+            tracing::info!(fingerprint = %post.event.fingerprint, count = post.count, repeat = post.repeat, "posted to Slack");
+        } else {
+            for acker in &post.deliveries {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        multiple: false,
+                    })
+                    .await;
+            }
+            Counters::add(&counters.dead_lettered, n);
+            tracing::error!(fingerprint = %post.event.fingerprint, messages = n, attempts, queue = %format!("{}.dead", config.queue), "giving up on Slack: messages sent to the dead-letter queue");
+        }
+    }
+}
