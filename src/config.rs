@@ -55,6 +55,9 @@ pub struct NotifyConfig {
     pub queue: String,
     #[serde(default = "default_binding_key")]
     pub binding_key: String,
+    /// For `amqps://`: the PEM CA of the broker's certificate.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Slack incoming webhook; or `webhook_url_file`. Never logged.
     #[serde(default)]
     pub webhook_url: Option<String>,
@@ -329,6 +332,9 @@ pub struct AmqpSinkConfig {
     pub queue: Option<String>,
     #[serde(default = "default_binding_key")]
     pub binding_key: String,
+    /// For `amqps://`: the PEM CA of the broker's certificate.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     #[serde(default = "default_confirm_timeout", deserialize_with = "duration")]
     pub confirm_timeout: Duration,
 }

@@ -110,6 +110,7 @@ impl Pipeline {
                         fields: a.fields.clone(),
                         queue: a.queue.clone(),
                         binding_key: a.binding_key.clone(),
+                        tls_ca_file: a.tls_ca_file.as_ref().map(|p| base_dir.join(p)),
                         confirm_timeout: a.confirm_timeout,
                     };
                     // One publisher: events of a source stay in order.

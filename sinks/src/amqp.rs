@@ -47,6 +47,9 @@ pub struct AmqpConfig {
     /// kept before any consumer runs.
     pub queue: Option<String>,
     pub binding_key: String,
+    /// For `amqps://`: a PEM file of the CA that signed the broker's
+    /// certificate (else the system's roots).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// How long to wait for the broker's confirms of one batch.
     pub confirm_timeout: Duration,
 }
@@ -161,18 +164,12 @@ impl AmqpSink {
 
     async fn connect(&self) -> Result<(Connection, Channel), SinkError> {
         let amqp = |what: &str, e: lapin::Error| SinkError::Amqp(format!("{what}: {e}"));
-        // The name shows in the broker's connection list, for operators.
-        let properties = ConnectionProperties::default().with_connection_name(
-            format!("tidewater sink {} (pid {})", self.name, std::process::id()).into(),
-        );
-        let connection = Connection::connect(&self.config.url, properties)
-            .await
-            .map_err(|e| {
-                amqp(
-                    &format!("connecting to {}", redact_url(&self.config.url)),
-                    e,
-                )
-            })?;
+        let connection = open_connection(
+            &self.config.url,
+            &format!("tidewater sink {}", self.name),
+            self.config.tls_ca_file.as_deref(),
+        )
+        .await?;
         let channel = connection
             .create_channel()
             .await
@@ -296,6 +293,39 @@ async fn publish_on(
         }
     }
     Ok(unroutable)
+}
+
+/// Connect to the broker at `url` (`amqp://` or `amqps://`). `name` shows
+/// in the broker's connection list, with the process id; `ca_file` is a PEM
+/// CA for TLS. Errors never contain the password.
+pub async fn open_connection(
+    url: &str,
+    name: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Connection, SinkError> {
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("{name} (pid {})", std::process::id()).into());
+    let failed =
+        |e: lapin::Error| SinkError::Amqp(format!("connecting to {}: {e}", redact_url(url)));
+    match ca_file {
+        None => Connection::connect(url, properties).await.map_err(failed),
+        Some(path) => {
+            let pem = tokio::fs::read_to_string(path).await.map_err(|e| {
+                SinkError::Amqp(format!(
+                    "cannot read the TLS CA file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let tls = lapin::tcp::OwnedTLSConfig {
+                identity: None,
+                cert_chain: Some(pem),
+            };
+            let runtime = lapin::runtime::default_runtime().map_err(failed)?;
+            Connection::connect_with_config(url, properties, tls, runtime)
+                .await
+                .map_err(failed)
+        }
+    }
 }
 
 /// Declare a durable `queue` bound to `exchange`, with a dead-letter queue

@@ -22,9 +22,8 @@ use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Acker;
-use lapin::{Connection, ConnectionProperties};
 use serde::Serialize;
-use tidewater_sinks::amqp::{declare_queue, redact_url};
+use tidewater_sinks::amqp::{declare_queue, open_connection, redact_url};
 use tidewater_sinks::event::ErrorEvent;
 use tidewater_sinks::Backoff;
 use tokio::signal::unix::{signal, SignalKind};
@@ -127,11 +126,12 @@ async fn session(
     counters: &Arc<Counters>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let properties = ConnectionProperties::default()
-        .with_connection_name(format!("tidewater notify (pid {})", std::process::id()).into());
-    let connection = Connection::connect(&config.url, properties)
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(&config.url)))?;
+    let connection = open_connection(
+        &config.url,
+        "tidewater notify",
+        config.tls_ca_file.as_deref(),
+    )
+    .await?;
     let channel = connection
         .create_channel()
         .await

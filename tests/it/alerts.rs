@@ -719,3 +719,151 @@ fn an_error_storm_makes_few_posts_with_exact_counts() {
     assert_eq!(queue_len(&queue), 0);
     delete_queues(&queue);
 }
+
+/// A CA and a certificate for `localhost` signed by it (openssl).
+fn make_certificates(
+    sandbox: &Sandbox,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = sandbox.path("tls");
+    std::fs::create_dir_all(&dir).expect("tls dir");
+    let ext = sandbox.write_file(
+        "tls/leaf.ext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl is needed to make test certificates");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tidewater test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        path_str(&ext),
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    )
+}
+
+#[test]
+fn amqps_with_a_private_ca_publishes_and_consumes() {
+    let sandbox = Sandbox::new();
+    let (ca, cert, key) = make_certificates(&sandbox);
+    let port = free_port();
+    let proxy_log = sandbox.path("tls-proxy.log");
+    let mut proxy = std::process::Command::new(python())
+        .arg(project_file("tests/tls_proxy.py"))
+        .args([path_str(&cert), path_str(&key), &port.to_string(), "5672"])
+        .stdout(std::fs::File::create(&proxy_log).expect("proxy log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tests/tls_proxy.py");
+    assert!(
+        poll_until(Duration::from_secs(10), || read_lossy(&proxy_log)
+            .contains("ready")),
+        "the TLS proxy did not start: {}",
+        read_lossy(&proxy_log)
+    );
+    let url = format!("amqps://guest:guest@localhost:{port}/%2f");
+    let (exchange, queue) = (unique("errors"), unique("tls"));
+    let mut log = String::new();
+    for seq in 0..20u64 {
+        log.push_str(&cri(
+            if seq % 4 == 0 { "error" } else { "info" },
+            "card declined",
+            seq,
+        ));
+    }
+    sandbox.write_file("logs/app.log", &log);
+    let sink = alerts_sink(&exchange, &queue).replace(&toml_str(AMQP_URL), &toml_str(&url))
+        + &format!("tls_ca_file = {}\n", toml_str(path_str(&ca)));
+    let config = sandbox.write_file("tidewater.toml", Config::relative("cri").to_toml() + &sink);
+    let (finished, _) = sandbox.run_once_ok(&config);
+    assert_eq!(
+        queue_len(&queue),
+        5,
+        "5 error lines became events over TLS\n{}",
+        tail(&finished.stderr, 2000)
+    );
+
+    let slack = FakeSlack::start();
+    let notify_cfg = sandbox.write_file(
+        "notify.toml",
+        format!(
+            "[notify]\nurl = {}\ntls_ca_file = {}\nexchange = {}\nqueue = {}\nwebhook_url = \"${{TEST_SLACK_WEBHOOK}}\"\ngroup_window = \"1s\"\nmin_interval = \"50ms\"\n",
+            toml_str(&url),
+            toml_str(path_str(&ca)),
+            toml_str(&exchange),
+            toml_str(&queue)
+        ),
+    );
+    let mut notify = start_notify(&sandbox, &notify_cfg, &slack);
+    wait_for(
+        "the events posted",
+        Duration::from_secs(60),
+        &mut notify,
+        || posted_total(&slack) >= 5,
+    );
+    let summary = stop_notify(notify);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let handshakes = read_lossy(&proxy_log);
+    println!(
+        "over TLS: notify {summary}; proxy: {}",
+        handshakes.lines().last().unwrap_or_default()
+    );
+    assert!(
+        handshakes.contains("tls-connections 2"),
+        "both tidewater and notify connected through TLS: {handshakes}"
+    );
+    assert_eq!(summary["acked"], 5);
+    delete_queues(&queue);
+}

@@ -14,7 +14,7 @@
 //!   GCS (fake-gcs-server: configuration and reads; real GCS when given).
 //! - `alerts`: error events through a real RabbitMQ to `tidewater notify` and a
 //!   local stand-in for Slack's webhook: grouping, retries, dead letters, an
-//!   error storm, broker-side connection closes.
+//!   error storm, broker-side connection closes, amqps:// through a TLS front.
 //! - `config_errors`: bad configs are rejected with the key, file and line;
 //!   the CLI surface (`--version`, `schema`).
 
