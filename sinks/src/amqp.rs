@@ -178,16 +178,7 @@ impl AmqpSink {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| amqp("enabling publisher confirms", e))?;
-        channel
-            .exchange_declare(
-                self.config.exchange.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        declare_exchange(&channel, &self.config.exchange, ExchangeKind::Topic)
             .await
             .map_err(|e| amqp(&format!("declaring exchange {}", self.config.exchange), e))?;
         if let Some(queue) = &self.config.queue {
@@ -328,6 +319,21 @@ pub async fn open_connection(
     }
 }
 
+/// Declare a durable exchange of `kind` (a no-op if it exists alike).
+async fn declare_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> Result<(), lapin::Error> {
+    let options = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(name.into(), kind, options, FieldTable::default())
+        .await
+}
+
 /// Declare a durable `queue` bound to `exchange`, with a dead-letter queue
 /// `<queue>.dead` (behind exchange `<queue>.dead`) for messages a consumer
 /// rejects. The same declaration is used by `tidewater notify`, so either
@@ -339,28 +345,8 @@ pub async fn declare_queue(
     binding_key: &str,
 ) -> Result<(), lapin::Error> {
     let dead = format!("{queue}.dead");
-    channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            dead.as_str().into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    declare_exchange(channel, exchange, ExchangeKind::Topic).await?;
+    declare_exchange(channel, &dead, ExchangeKind::Fanout).await?;
     channel
         .queue_declare(
             dead.as_str().into(),
