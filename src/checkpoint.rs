@@ -110,6 +110,12 @@ impl Checkpoints {
         })
     }
 
+    /// The entries of `<data_dir>/checkpoints.json`, read only (for
+    /// `tidewater status`, which may run beside a live process).
+    pub fn read(data_dir: &Path) -> Result<Vec<Entry>, CheckpointError> {
+        Ok(Self::open(data_dir)?.unclaimed)
+    }
+
     /// Take the remembered entry of `source` for this inode whose head
     /// `matches` (the same content), else any entry for the inode. Every
     /// other entry for the inode is dropped: it described content that is gone.

@@ -546,6 +546,46 @@ impl Config {
         Ok(config)
     }
 
+    /// What is valid but probably not meant: include globs that match no
+    /// file yet, a data dir that cannot be written. `base_dir` resolves
+    /// relative paths, as `run` does.
+    pub fn warnings(&self, base_dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, source) in &self.sources {
+            let SourceConfig::Tail(tail) = source;
+            for pattern in &tail.include {
+                let full = base_dir.join(pattern);
+                let matched = glob::glob(&full.to_string_lossy())
+                    .map(|paths| paths.flatten().next().is_some())
+                    .unwrap_or(false);
+                if !matched {
+                    out.push(format!(
+                        "sources.{name}.include: {pattern:?} matches no file yet (files that appear later are picked up)"
+                    ));
+                }
+            }
+        }
+        // The data dir, or the nearest existing parent it would be made in,
+        // must take a file; nothing is created beyond a probe file.
+        let data_dir = base_dir.join(&self.data_dir);
+        let mut dir = data_dir.as_path();
+        while !dir.exists() {
+            match dir.parent() {
+                Some(parent) => dir = parent,
+                None => break,
+            }
+        }
+        let probe = dir.join(format!(".tidewater-validate-{}", std::process::id()));
+        let writable = std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe));
+        if let Err(e) = writable {
+            out.push(format!(
+                "data_dir: {} is not writable ({e}); checkpoints could not be saved",
+                data_dir.display()
+            ));
+        }
+        out
+    }
+
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, message: &str| ConfigError::Invalid {
             path: path.to_path_buf(),

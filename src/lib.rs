@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod schema;
 pub mod source;
 pub mod stats;
+pub mod status;
 
 /// Lock a mutex shared between the pipeline's threads. A panicked holder
 /// leaves plain data (offsets, counters) that is still consistent, so the

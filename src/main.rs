@@ -40,6 +40,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show, per file of a data dir's checkpoint, the committed offset, the
+    /// file's size now and the lag (safe beside a running tidewater).
+    Status {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Consume error events from RabbitMQ and post them to Slack (the
     /// `[notify]` table of the configuration).
     Notify {
@@ -98,6 +107,23 @@ fn main() -> ExitCode {
     // crypto backend compiled in, rustls needs to be told which to use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
+        Command::Status { data_dir, json } => match tidewater::status::status(&data_dir) {
+            Ok(status) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&status).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", tidewater::status::render(&status));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Notify { config } => {
             let config = match tidewater::config::NotifyConfig::load(&config) {
                 Ok(c) => c,
@@ -122,6 +148,9 @@ fn main() -> ExitCode {
         }
         Command::Validate { config, connect } => match Config::load(&config) {
             Ok(loaded) => {
+                for warning in loaded.warnings(&std::env::current_dir().unwrap_or_default()) {
+                    eprintln!("warning: {warning}");
+                }
                 println!("config OK: {}", config.display());
                 if connect {
                     return match connect_sinks(&loaded) {

@@ -15,6 +15,7 @@
 //! - `alerts`: error events through a real RabbitMQ to `tidewater notify` and a
 //!   local stand-in for Slack's webhook: grouping, retries, dead letters, an
 //!   error storm, broker-side connection closes, amqps:// through a TLS front.
+//! - `operations`: `tidewater status` and the warnings of `validate`.
 //! - `config_errors`: bad configs are rejected with the key, file and line;
 //!   the CLI surface (`--version`, `schema`).
 
@@ -24,6 +25,7 @@ mod config_errors;
 mod corpus;
 mod crash;
 mod object_store;
+mod operations;
 mod rotation;
 mod services;
 mod util;

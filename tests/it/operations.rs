@@ -1,0 +1,115 @@
+//! What an operator uses to look at a pipeline: `tidewater status` on a data
+//! dir, and the warnings of `tidewater validate`.
+
+use std::fs;
+use std::io::Write;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+#[test]
+fn status_shows_committed_offsets_and_lag_per_file() {
+    let sandbox = Sandbox::new();
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 2_000, &[]);
+    let other = generate(
+        &sandbox.logs().join("other.log"),
+        "cri",
+        500,
+        &["--start-seq", "10000"],
+    );
+    let config = sandbox.write_config(&Config::relative("cri"));
+    sandbox.run_once_ok(&config);
+
+    // More lines arrive after the run; one file is rotated away.
+    let appended =
+        b"2026-11-22T08:00:00.000000000Z stdout F {\"level\":\"info\",\"msg\":\"late\"}\n"
+            .repeat(10);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&corpus.path)
+        .and_then(|mut f| f.write_all(&appended))
+        .expect("append");
+    fs::rename(&other.path, sandbox.path("other.log.1")).expect("rotate");
+
+    let json = sandbox
+        .spawn(&["status", "--data-dir", "state", "--json"])
+        .finish(RUN_ONCE_TIMEOUT);
+    json.assert_success();
+    let status: Value = serde_json::from_str(&json.stdout)
+        .unwrap_or_else(|e| panic!("status --json is JSON ({e}): {}", json.stdout));
+    let files = status["files"].as_array().expect("files");
+    let find = |name: &str| {
+        files
+            .iter()
+            .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with(name)))
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+    };
+    let app = find("app.log");
+    assert_eq!(
+        app["committed"], corpus.bytes,
+        "everything the run read is committed"
+    );
+    assert_eq!(app["size"], corpus.bytes + appended.len() as u64);
+    assert_eq!(app["lag"], appended.len() as u64);
+    assert_eq!(app["state"], "reading");
+    assert_eq!(
+        find("other.log")["state"],
+        "missing",
+        "a file renamed away is not at its path any more"
+    );
+    assert_eq!(status["total_lag"], appended.len() as u64);
+
+    let table = sandbox
+        .spawn(&["status", "--data-dir", "state"])
+        .finish(RUN_ONCE_TIMEOUT);
+    table.assert_success();
+    println!("{}", table.stdout);
+    assert!(table.stdout.contains("COMMITTED") && table.stdout.contains("app.log"));
+    assert!(table
+        .stdout
+        .contains(&format!("{} bytes not yet delivered", appended.len())));
+
+    let none = sandbox
+        .spawn(&["status", "--data-dir", "no-such-dir"])
+        .finish(RUN_ONCE_TIMEOUT);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(none.stderr.contains("no checkpoint"), "{}", none.stderr);
+}
+
+#[test]
+fn validate_warns_about_globs_that_match_nothing_and_unwritable_data_dirs() {
+    let sandbox = Sandbox::new();
+    let mut config = Config::relative("cri");
+    config.include = vec!["logs/*.log".into(), "nowhere/*.log".into()];
+    sandbox.write_file("logs/app.log", "");
+    config.data_dir = "/proc/tidewater-state".into();
+    let path = sandbox.write_config(&config);
+    let finished = sandbox
+        .spawn(&["validate", "--config", path_str(&path)])
+        .finish(RUN_ONCE_TIMEOUT);
+    finished.assert_success();
+    println!("{}", finished.stderr);
+    assert!(
+        finished
+            .stderr
+            .contains("warning: sources.app.include: \"nowhere/*.log\" matches no file yet"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        !finished.stderr.contains("\"logs/*.log\" matches no file"),
+        "a glob that matches is not warned about"
+    );
+    assert!(
+        finished
+            .stderr
+            .contains("warning: data_dir: /proc/tidewater-state is not writable"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        finished.stdout.contains("config OK"),
+        "warnings do not fail validation"
+    );
+}
