@@ -172,6 +172,8 @@ async fn session(
         usize::from(config.prefetch).div_ceil(2),
     );
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    // The select below borrows `stop`; a hand-over waits on its own copy.
+    let mut stop_handover = stop.clone();
     let result = loop {
         tokio::select! {
             delivery = consumer.next() => {
@@ -184,8 +186,10 @@ async fn session(
                     Ok(event) => {
                         Counters::add(&counters.events, 1);
                         if let Some(post) = grouper.add(event, delivery.acker, Instant::now()) {
-                            if posts.send(post).await.is_err() {
-                                break Err(anyhow::anyhow!("the poster stopped"));
+                            match hand_over(&posts, post, &mut stop_handover).await {
+                                Handed::Yes => {}
+                                Handed::Stopping => break Ok(()),
+                                Handed::PosterGone => break Err(anyhow::anyhow!("the poster stopped")),
                             }
                         }
                     }
@@ -197,10 +201,17 @@ async fn session(
                 }
             }
             _ = tick.tick() => {
+                let mut outcome = Handed::Yes;
                 for post in grouper.due(Instant::now()) {
-                    if posts.send(post).await.is_err() {
+                    outcome = hand_over(&posts, post, &mut stop_handover).await;
+                    if !matches!(outcome, Handed::Yes) {
                         break;
                     }
+                }
+                match outcome {
+                    Handed::Yes => {}
+                    Handed::Stopping => break Ok(()),
+                    Handed::PosterGone => break Err(anyhow::anyhow!("the poster stopped")),
                 }
             }
             _ = stop.wait_for(|s| *s) => break Ok(()),
@@ -228,6 +239,26 @@ async fn session(
             .await;
     }
     result
+}
+
+enum Handed {
+    Yes,
+    Stopping,
+    PosterGone,
+}
+
+/// Queue `post` for the poster, unless a stop comes first: then the post is
+/// dropped unacknowledged, and the broker requeues its messages when the
+/// connection closes. (The poster may be slow: Slack allows a post a second.)
+async fn hand_over(
+    posts: &mpsc::Sender<Post<Acker>>,
+    post: Post<Acker>,
+    stop: &mut watch::Receiver<bool>,
+) -> Handed {
+    tokio::select! {
+        sent = posts.send(post) => if sent.is_ok() { Handed::Yes } else { Handed::PosterGone },
+        _ = stop.wait_for(|s| *s) => Handed::Stopping,
+    }
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);
