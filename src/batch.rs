@@ -35,6 +35,9 @@ pub struct Batch {
     pub acks: Vec<(FileId, u64)>,
     /// Bytes of input lines in the batch.
     pub input_bytes: u64,
+    /// The batch's share of the memory budget, held until every sink is
+    /// done with it (set by the reader that hands it on).
+    pub memory: Option<crate::memory::Reservation>,
 }
 
 /// Where a column's values come from.
@@ -313,6 +316,7 @@ impl Builder {
             records,
             acks: std::mem::take(&mut self.acks),
             input_bytes: self.bytes,
+            memory: None,
         };
         self.rows = 0;
         self.bytes = 0;

@@ -209,14 +209,20 @@ impl Checkpoints {
         self.live.get(&id).map(|l| l.entry.offset)
     }
 
+    /// Every entry as it stands (files being read and files not claimed yet).
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut files: Vec<Entry> = self.live.values().map(|l| l.entry.clone()).collect();
+        files.extend(self.unclaimed.iter().cloned());
+        files
+    }
+
     /// The entries to write, if anything changed since the last call.
     pub fn take_changes(&mut self) -> Option<Vec<Entry>> {
         if !self.dirty {
             return None;
         }
         self.dirty = false;
-        let mut files: Vec<Entry> = self.live.values().map(|l| l.entry.clone()).collect();
-        files.extend(self.unclaimed.iter().cloned());
+        let mut files = self.entries();
         files.sort_by(|a, b| (&a.source, &a.path).cmp(&(&b.source, &b.path)));
         Some(files)
     }

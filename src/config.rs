@@ -23,6 +23,11 @@ pub struct Config {
     /// How often acknowledged offsets are written to disk.
     #[serde(default = "default_checkpoint_interval", deserialize_with = "duration")]
     pub checkpoint_interval: Duration,
+    /// What may be buffered between reading and acknowledgement: half for
+    /// batches in flight, half for the sinks' buffers (row groups, upload
+    /// parts). Beyond it the readers wait; the log files are the buffer.
+    #[serde(default = "default_memory_limit", deserialize_with = "size")]
+    pub memory_limit: u64,
     /// BigQuery-style JSON schema file; the bundled `container_log` when absent.
     #[serde(default)]
     pub schema: Option<PathBuf>,
@@ -434,6 +439,17 @@ fn default_rotate_wait() -> Duration {
 fn default_max_rows() -> usize {
     10_000
 }
+/// The default `memory_limit`: large enough that the default batch and
+/// sink settings run at full speed (BENCHMARKS.md).
+pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
+
+/// The smallest `memory_limit` accepted.
+pub const MIN_MEMORY_LIMIT: u64 = 16 << 20;
+
+fn default_memory_limit() -> u64 {
+    DEFAULT_MEMORY_LIMIT
+}
+
 fn default_max_bytes() -> u64 {
     8 << 20
 }
@@ -636,6 +652,24 @@ impl Config {
             return Err(invalid(
                 "batch.max_bytes".into(),
                 "expected more than 0 bytes",
+            ));
+        }
+        if self.memory_limit < MIN_MEMORY_LIMIT {
+            return Err(invalid(
+                "memory_limit".into(),
+                &format!(
+                    "expected at least {}",
+                    bytesize::ByteSize(MIN_MEMORY_LIMIT).display().iec()
+                ),
+            ));
+        }
+        if self.batch.max_bytes > self.memory_limit / 4 {
+            return Err(invalid(
+                "batch.max_bytes".into(),
+                &format!(
+                    "expected at most a quarter of memory_limit ({}), so that batches can be read while others are delivered",
+                    bytesize::ByteSize(self.memory_limit).display().iec()
+                ),
             ));
         }
         if self.batch.max_age.is_zero() {

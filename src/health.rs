@@ -33,6 +33,22 @@ impl Health {
         *crate::lock(&self.source_failure) = Some((SystemTime::now(), error));
     }
 
+    /// Each sink's name, whether its last attempt succeeded, and its failed
+    /// attempts since start.
+    pub fn sinks_ok(&self) -> Vec<(String, bool, u64)> {
+        self.sinks
+            .iter()
+            .map(|s| {
+                let h = s.health();
+                (
+                    s.name().to_string(),
+                    h.failure().is_none(),
+                    h.failed_total(),
+                )
+            })
+            .collect()
+    }
+
     /// `(alive, report)` for `/healthz`.
     pub fn liveness(&self) -> (bool, Value) {
         let mut components = Map::new();

@@ -12,6 +12,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod dead_letter;
 pub mod health;
+pub mod memory;
+pub mod metrics;
 pub mod notify;
 pub mod parse;
 pub mod pipeline;

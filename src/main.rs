@@ -265,7 +265,6 @@ fn connect_sinks(config: &Config) -> anyhow::Result<bool> {
 /// A progress bar on stderr for `run --once`: bytes, records/s, ETA.
 fn spawn_progress(stats: Arc<Stats>) -> tokio::task::JoinHandle<()> {
     use indicatif::{ProgressBar, ProgressStyle};
-    use std::sync::atomic::Ordering::Relaxed;
     tokio::spawn(async move {
         let bar = ProgressBar::new(0);
         bar.set_style(
@@ -277,10 +276,10 @@ fn spawn_progress(stats: Arc<Stats>) -> tokio::task::JoinHandle<()> {
         let started = std::time::Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            bar.set_length(stats.bytes_total.load(Relaxed));
-            bar.set_position(stats.bytes.load(Relaxed));
-            let rate =
-                stats.records.load(Relaxed) as f64 / started.elapsed().as_secs_f64().max(0.001);
+            let (read, total) = stats.progress();
+            bar.set_length(total);
+            bar.set_position(read);
+            let rate = stats.summary().records as f64 / started.elapsed().as_secs_f64().max(0.001);
             bar.set_message(format!("{rate:.0} records/s"));
         }
     })

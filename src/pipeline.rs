@@ -35,9 +35,11 @@ use crate::checkpoint::{self, Checkpoints};
 use crate::config::{Config, ParquetSinkConfig, SinkConfig, SourceConfig};
 use crate::health::Health;
 use crate::lock;
+use crate::memory::{MemoryBudget, Reservation};
+use crate::metrics::{Metrics, QueueDepth};
 use crate::schema::TableSchema;
 use crate::source::tail::{Tail, TailContext};
-use crate::stats::Stats;
+use crate::stats::{SinkStats, Stats};
 
 /// Batches waiting between the sources and the dispatcher.
 const SOURCE_QUEUE: usize = 1;
@@ -66,6 +68,8 @@ pub enum Ending {
 struct Dispatched {
     id: BatchId,
     batch: SinkBatch,
+    /// Returned to the budget when the last sink drops the batch.
+    _memory: Option<Reservation>,
 }
 
 /// Everything built from a configuration, before anything runs.
@@ -91,10 +95,21 @@ impl Pipeline {
             .map_err(|e| anyhow::anyhow!("schema: {e}"))?;
         let arrow = schema.arrow();
         let mut sinks: Vec<(Arc<dyn Sink>, usize)> = Vec::new();
+        // Half the memory budget is for batches in flight (see `run`), the
+        // other half for the Parquet sinks' own buffers.
+        let parquet_sinks = config
+            .sinks
+            .values()
+            .filter(|s| matches!(s, SinkConfig::Parquet(_)))
+            .count()
+            .max(1) as u64;
+        let buffer_limit =
+            usize::try_from(config.memory_limit / 2 / parquet_sinks).unwrap_or(usize::MAX);
         for (name, sink) in &config.sinks {
             match sink {
                 SinkConfig::Parquet(p) => {
-                    let cfg = parquet_config(name, p, &data_dir);
+                    let mut cfg = parquet_config(name, p, &data_dir);
+                    cfg.buffer_limit = buffer_limit;
                     sinks.push((
                         Arc::new(ParquetSink::new(name, &cfg, &arrow, base_dir)?),
                         p.concurrency,
@@ -133,15 +148,14 @@ impl Pipeline {
         let health = Arc::new(Health::new(
             self.sinks.iter().map(|(s, _)| Arc::clone(s)).collect(),
         ));
-        if let Some(listener) = crate::api::bind(&self.config.api).await? {
-            tokio::spawn(crate::api::serve(listener, Arc::clone(&health)));
-        }
+        let listener = crate::api::bind(&self.config.api).await?;
         let checkpoints = Arc::new(Mutex::new(Checkpoints::open(&self.data_dir)?));
         let tracker = Arc::new(Mutex::new(AckTracker::new(
             self.sinks.len(),
             Arc::clone(&checkpoints),
         )));
         let shutdown = Arc::new(AtomicBool::new(false));
+        let memory = Arc::new(MemoryBudget::new(self.config.memory_limit / 2));
         let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(SOURCE_QUEUE);
 
         // Sources: one thread each (reading and parsing are blocking CPU work).
@@ -167,7 +181,8 @@ impl Pipeline {
                 .map_err(|e| anyhow::anyhow!("schema: {e}"))?,
                 batches: batch_tx.clone(),
                 checkpoints: Arc::clone(&checkpoints),
-                stats: Arc::clone(&stats),
+                stats: stats.source(name),
+                memory: Arc::clone(&memory),
                 shutdown: Arc::clone(&shutdown),
                 once,
             };
@@ -182,17 +197,27 @@ impl Pipeline {
         // Sinks: a bounded queue each, drained by `concurrency` workers.
         let mut workers = JoinSet::new();
         let mut queues = Vec::new();
+        let mut depths: Vec<(String, QueueDepth)> = Vec::new();
         let staged: Staged = Arc::default();
         for (sink, concurrency) in &self.sinks {
             let (tx, rx) = mpsc::channel::<Arc<Dispatched>>(1);
+            let weak = tx.downgrade();
+            depths.push((
+                sink.name().to_string(),
+                Box::new(move || {
+                    weak.upgrade()
+                        .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+                }),
+            ));
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            let sink_stats = stats.sink(sink.name());
             for _ in 0..*concurrency {
                 workers.spawn(worker(
                     Arc::clone(sink),
                     Arc::clone(&rx),
                     Worker {
                         tracker: Arc::clone(&tracker),
-                        stats: Arc::clone(&stats),
+                        stats: Arc::clone(&sink_stats),
                         staged: Arc::clone(&staged),
                         data_dir: self.data_dir.clone(),
                     },
@@ -201,6 +226,23 @@ impl Pipeline {
             queues.push(tx);
         }
         let sinks: Vec<Arc<dyn Sink>> = self.sinks.iter().map(|(s, _)| Arc::clone(s)).collect();
+        if let Some(listener) = listener {
+            let metrics = Metrics::new(
+                Arc::clone(&stats),
+                Arc::clone(&checkpoints),
+                Arc::clone(&tracker),
+                Arc::clone(&health),
+                Arc::clone(&memory),
+                depths,
+            );
+            tokio::spawn(crate::api::serve(
+                listener,
+                crate::api::Observed {
+                    health: Arc::clone(&health),
+                    metrics: Arc::new(metrics),
+                },
+            ));
+        }
 
         // Dispatcher: register each batch, then offer it to every sink.
         let dispatch_tracker = Arc::clone(&tracker);
@@ -222,6 +264,7 @@ impl Pipeline {
                         id: batch.id,
                         records: batch.records,
                     },
+                    _memory: batch.memory,
                 });
                 for q in &queues {
                     if q.send(Arc::clone(&item)).await.is_err() {
@@ -328,6 +371,7 @@ fn parquet_config(name: &str, p: &ParquetSinkConfig, data_dir: &Path) -> Parquet
             max_file_age,
             staging_dir: data_dir.join("staging").join(name),
         }),
+        buffer_limit: tidewater_sinks::parquet::DEFAULT_BUFFER_LIMIT,
     }
 }
 
@@ -373,7 +417,7 @@ type Staged = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 /// What every worker of every sink shares.
 struct Worker {
     tracker: Arc<Mutex<AckTracker>>,
-    stats: Arc<Stats>,
+    stats: Arc<SinkStats>,
     staged: Staged,
     data_dir: PathBuf,
 }
@@ -391,10 +435,14 @@ async fn worker(
         };
         let rows = item.batch.records.num_rows() as u64;
         let mut backoff = Backoff::default();
+        let started = Instant::now();
         loop {
             match sink.deliver(&item.batch).await {
                 Delivery::Delivered => {
-                    Stats::add(&w.stats.rows_delivered, rows);
+                    w.stats.rows_delivered.inc_by(rows);
+                    w.stats
+                        .batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     lock(&w.tracker).ack(item.id);
                     break;
                 }
@@ -406,7 +454,8 @@ async fn worker(
                     let name = sink.name().to_string();
                     let task = tokio::spawn(async move {
                         if durable.wait().await {
-                            Stats::add(&stats.rows_delivered, rows);
+                            stats.rows_delivered.inc_by(rows);
+                            stats.batch_seconds.observe(started.elapsed().as_secs_f64());
                             lock(&tracker).ack(id);
                         } else {
                             tracing::error!(sink = %name, "staged rows were given up; they will be read again after a restart");
@@ -431,8 +480,11 @@ async fn worker(
                     match written {
                         Ok(Ok(path)) => {
                             tracing::warn!(sink = sink.name(), rows = rejected.len(), path = %path.display(), reason = %rejected[0].reason, "rows rejected; written to the dead letter");
-                            Stats::add(&w.stats.rows_dead_lettered, rejected.len() as u64);
-                            Stats::add(&w.stats.rows_delivered, rows - rejected.len() as u64);
+                            w.stats.rows_dead_lettered.inc_by(rejected.len() as u64);
+                            w.stats.rows_delivered.inc_by(rows - rejected.len() as u64);
+                            w.stats
+                                .batch_seconds
+                                .observe(started.elapsed().as_secs_f64());
                             lock(&w.tracker).ack(item.id);
                             break;
                         }
@@ -446,7 +498,7 @@ async fn worker(
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Delivery::Retry(e) => {
-                    Stats::add(&w.stats.sink_retries, 1);
+                    w.stats.retries.inc();
                     let delay = backoff.next_delay();
                     if e.is_permanent() {
                         tracing::error!(sink = sink.name(), batch = %item.batch.id, error = %e, retry_in = ?delay, "delivery cannot succeed until this is fixed; retrying");

@@ -66,7 +66,8 @@ pub fn status(data_dir: &Path) -> anyhow::Result<Status> {
     })
 }
 
-fn file_status(entry: &Entry) -> FileStatus {
+/// One checkpoint entry compared with the file on disk now.
+pub fn file_status(entry: &Entry) -> FileStatus {
     let (size, state) = match std::fs::metadata(&entry.path) {
         Ok(m) if m.dev() == entry.dev && m.ino() == entry.ino => {
             let state = if m.len() > entry.offset {

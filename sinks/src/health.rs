@@ -1,5 +1,6 @@
 //! What a sink knows about its destination's health, for `/readyz` and logs.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -22,12 +23,17 @@ pub struct Failure {
 /// A sink's health: healthy until an attempt fails, healthy again after the
 /// next success. Cheap to update from any task.
 #[derive(Debug, Default)]
-pub struct HealthState(Mutex<Option<Failure>>);
+pub struct HealthState {
+    current: Mutex<Option<Failure>>,
+    /// Every failed attempt since start (each one is retried).
+    failed_total: AtomicU64,
+}
 
 impl HealthState {
     /// Record a failed attempt.
     pub fn failed(&self, error: &SinkError) {
-        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        self.failed_total.fetch_add(1, Relaxed);
+        let mut state = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let permanent = error.is_permanent();
         let error = error.to_string();
         match state.as_mut() {
@@ -49,11 +55,22 @@ impl HealthState {
 
     /// Record a success; returns the failure it ended, if any.
     pub fn succeeded(&self) -> Option<Failure> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The current run of failures, or `None` when healthy.
     pub fn failure(&self) -> Option<Failure> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Failed attempts since start, including those of background uploads.
+    pub fn failed_total(&self) -> u64 {
+        self.failed_total.load(Relaxed)
     }
 }

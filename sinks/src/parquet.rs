@@ -51,20 +51,43 @@ pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// S3's smallest part (other than the last).
 pub const MIN_PART_SIZE: usize = 5 << 20;
 
-/// Parts of one multipart upload in flight at once.
-const PARTS_IN_FLIGHT: usize = 2;
-
-/// A staging file's buffered row group is written out at this size, so an
-/// open file holds at most this much in memory.
-const ROW_GROUP_BYTES: usize = 4 << 20;
+/// The default `buffer_limit`: room for every buffer at its fastest size.
+pub const DEFAULT_BUFFER_LIMIT: usize = 128 << 20;
 
 /// Staging files open at once; opening one more completes the oldest.
 const MAX_OPEN_FILES: usize = 16;
 
-/// Completed staging files waiting for (or in) upload. When the store is
-/// slow or down, the next file to complete waits for a slot, which stops
-/// the sink and so (through the bounded queues) the readers.
-const UPLOADS_IN_FLIGHT: usize = 2;
+/// The sizes of a sink's in-memory buffers, chosen to fit its `buffer_limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Buffers {
+    /// A staging file's buffered row group is written out at this size, so
+    /// an open file holds at most this much in memory.
+    row_group_bytes: usize,
+    /// Completed staging files in upload at once. When the store is slow or
+    /// down, the next file to complete waits for a slot, which stops the
+    /// sink and so (through the bounded queues) the readers.
+    uploads: usize,
+    /// Parts of one multipart upload in flight at once (one more is being
+    /// read from the staging file).
+    parts_in_flight: usize,
+}
+
+impl Buffers {
+    /// Half the limit for uploads (each holds up to `parts_in_flight + 1`
+    /// parts), half for the row groups of the open staging files.
+    fn within(limit: usize, part_size: usize) -> Self {
+        let upload_room = limit / 2;
+        let (uploads, parts_in_flight) = [(2, 2), (1, 2), (1, 1)]
+            .into_iter()
+            .find(|(u, p)| u * (p + 1) * part_size <= upload_room)
+            .unwrap_or((1, 1));
+        Self {
+            row_group_bytes: (limit / 2 / MAX_OPEN_FILES).clamp(256 << 10, 4 << 20),
+            uploads,
+            parts_in_flight,
+        }
+    }
+}
 
 /// Settings of a Parquet sink.
 #[derive(Debug, Clone)]
@@ -85,6 +108,10 @@ pub struct ParquetConfig {
     pub part_size: usize,
     /// Combine batches into larger objects; `None`: one object per batch.
     pub rolling: Option<Rolling>,
+    /// Bytes the sink may hold in its own buffers (row groups of staging
+    /// files, upload parts); smaller buffers and fewer uploads at once when
+    /// it is small. Batches handed to the sink are budgeted by the caller.
+    pub buffer_limit: usize,
 }
 
 /// When to complete a combined object.
@@ -108,6 +135,7 @@ impl Default for ParquetConfig {
             plain_columns: Vec::new(),
             part_size: DEFAULT_PART_SIZE,
             rolling: None,
+            buffer_limit: DEFAULT_BUFFER_LIMIT,
         }
     }
 }
@@ -120,6 +148,7 @@ struct Target {
     schema: arrow::datatypes::SchemaRef,
     props: WriterProperties,
     part_size: usize,
+    buffers: Buffers,
     health: HealthState,
 }
 
@@ -179,6 +208,7 @@ impl ParquetSink {
             schema: Arc::clone(schema),
             props: props.build(),
             part_size: config.part_size,
+            buffers: Buffers::within(config.buffer_limit, config.part_size),
             health: HealthState::default(),
         });
         let roller = match &config.rolling {
@@ -276,6 +306,7 @@ impl ParquetSink {
                 &path,
                 Body::Memory(bytes.into()),
                 self.target.part_size,
+                self.target.buffers.parts_in_flight,
             )
             .await?;
         }
@@ -383,11 +414,13 @@ impl Roller {
             std::fs::remove_dir_all(dir).map_err(staging_err)?;
         }
         std::fs::create_dir_all(dir).map_err(staging_err)?;
+        tracing::debug!(sink = %target.name, buffers = ?target.buffers, "staging buffers");
+        let uploads = target.buffers.uploads;
         Ok(Self {
             target,
             rolling,
             open: tokio::sync::Mutex::new(BTreeMap::new()),
-            uploads: Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT)),
+            uploads: Arc::new(Semaphore::new(uploads)),
             next_file: AtomicU64::new(0),
             ticker: OnceLock::new(),
         })
@@ -427,9 +460,10 @@ impl Roller {
             let Some(mut writer) = file.writer.take() else {
                 continue; // never: the writer is only out during a write
             };
+            let row_group_bytes = self.target.buffers.row_group_bytes;
             let written = tokio::task::spawn_blocking(move || {
                 writer.write(&part)?;
-                if writer.in_progress_size() >= ROW_GROUP_BYTES {
+                if writer.in_progress_size() >= row_group_bytes {
                     writer.flush()?;
                 }
                 Ok::<_, SinkError>(writer)
@@ -511,6 +545,7 @@ impl Roller {
                         &path,
                         Body::File(&file.staging),
                         target.part_size,
+                        target.buffers.parts_in_flight,
                     )
                     .await
                 };
@@ -646,6 +681,7 @@ async fn upload(
     path: &Path,
     body: Body<'_>,
     part_size: usize,
+    parts_in_flight: usize,
 ) -> Result<(), SinkError> {
     let staging_err = |p: &FsPath| {
         let p = p.display().to_string();
@@ -689,7 +725,7 @@ async fn upload(
                         return Err(staging_err(p)(e));
                     }
                 }
-                if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                if let Err(e) = writer.wait_for_capacity(parts_in_flight).await {
                     let _ = writer.abort().await;
                     return Err(e.into());
                 }
@@ -699,4 +735,34 @@ async fn upload(
     }
     writer.finish().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_shrink_to_fit_the_limit() {
+        let mib = 1 << 20;
+        // The default limit keeps the fastest sizes.
+        assert_eq!(
+            Buffers::within(DEFAULT_BUFFER_LIMIT, DEFAULT_PART_SIZE),
+            Buffers {
+                row_group_bytes: 4 * mib,
+                uploads: 2,
+                parts_in_flight: 2
+            }
+        );
+        // memory_limit = 64MiB gives a Parquet sink 32 MiB.
+        let small = Buffers::within(32 * mib, DEFAULT_PART_SIZE);
+        assert_eq!(
+            small.uploads * (small.parts_in_flight + 1) * DEFAULT_PART_SIZE,
+            16 * mib
+        );
+        assert_eq!(small.row_group_bytes * MAX_OPEN_FILES, 16 * mib);
+        // Below any sensible size: the smallest buffers, never zero.
+        let tiny = Buffers::within(mib, MIN_PART_SIZE);
+        assert_eq!((tiny.uploads, tiny.parts_in_flight), (1, 1));
+        assert_eq!(tiny.row_group_bytes, 256 << 10);
+    }
 }

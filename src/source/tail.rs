@@ -32,11 +32,12 @@ use crate::batch::{Batch, Builder};
 use crate::checkpoint::{Checkpoints, Entry};
 use crate::config::{ReadFrom, TailConfig};
 use crate::lock;
+use crate::memory::MemoryBudget;
 use crate::parse::k8s::K8sMeta;
 use crate::parse::{FileParser, Flags, Record};
 use crate::source::fingerprint::{Head, Inode, HEAD_BYTES};
 use crate::source::{FileId, FileMeta};
-use crate::stats::Stats;
+use crate::stats::SourceStats;
 
 const READ_BYTES: usize = 256 * 1024;
 /// Blocks read from one file before moving to the next (fairness).
@@ -53,7 +54,9 @@ pub struct TailContext {
     pub builder: Builder,
     pub batches: mpsc::Sender<Batch>,
     pub checkpoints: Arc<Mutex<Checkpoints>>,
-    pub stats: Arc<Stats>,
+    pub stats: Arc<SourceStats>,
+    /// Batches in flight wait for room here.
+    pub memory: Arc<MemoryBudget>,
     pub shutdown: Arc<AtomicBool>,
     /// Read every file to its end once, then stop.
     pub once: bool,
@@ -349,9 +352,13 @@ impl Tail {
                 offset: start,
             },
         );
-        Stats::add(&self.cx.stats.files, 1);
-        Stats::add(&self.cx.stats.bytes_total, size.saturating_sub(start));
+        self.cx.stats.files.inc();
+        self.cx.stats.bytes_total.fetch_add(
+            size.saturating_sub(start),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         tracing::debug!(path = %path.display(), offset = start, "following file");
+        self.cx.stats.open_files.inc();
         self.files.push(Tailed {
             id,
             inode,
@@ -378,7 +385,7 @@ impl Tail {
 
     fn unreadable(&mut self, path: &Path, why: &str) {
         if self.warned.insert(path.to_path_buf()) {
-            Stats::add(&self.cx.stats.unreadable_files, 1);
+            self.cx.stats.unreadable_files.inc();
             tracing::warn!(path = %path.display(), error = why, "cannot read a matched file; it is skipped until it becomes readable");
         }
     }
@@ -424,7 +431,7 @@ impl Tail {
         t.read_pos += n as u64;
         t.at_eof = false;
         t.last_growth = Instant::now();
-        Stats::add(&self.cx.stats.bytes, n as u64);
+        self.cx.stats.bytes.inc_by(n as u64);
         if t.head.len < HEAD_BYTES && t.read_pos > t.head.len {
             if let Ok(Some(head)) = Head::read(&t.file, t.read_pos) {
                 t.head = head;
@@ -468,7 +475,7 @@ impl Tail {
                 }
             }
         }
-        Stats::add(&self.cx.stats.lines, lines);
+        self.cx.stats.lines.inc_by(lines);
         let t = &mut self.files[i];
         let rest = &self.buf[pos..];
         if t.discard_from.is_some() {
@@ -580,6 +587,7 @@ impl Tail {
     /// Close a rotated file that is read to its end.
     fn close(&mut self, i: usize) {
         let mut t = self.files.swap_remove(i);
+        self.cx.stats.open_files.dec();
         finish_file(&mut t, now_micros(), &mut self.cx.builder, &self.cx.stats);
         let end = t.safe_offset();
         self.cx.builder.progress(t.id, end);
@@ -599,9 +607,15 @@ impl Tail {
 
     /// Hand the open batch to the pipeline (blocks while the pipeline is full).
     fn flush(&mut self) {
-        let Some(batch) = self.cx.builder.finish() else {
+        let Some(mut batch) = self.cx.builder.finish() else {
             return;
         };
+        // Waits while the batches in flight fill the budget (sinks behind).
+        batch.memory = Some(
+            self.cx
+                .memory
+                .reserve_blocking(batch.records.get_array_memory_size()),
+        );
         if self.cx.batches.blocking_send(batch).is_err() {
             self.closed = true;
         }
@@ -609,14 +623,16 @@ impl Tail {
 }
 
 /// Emit a file's last line (without newline) and its unfinished split records.
-fn finish_file(t: &mut Tailed, observed: i64, builder: &mut Builder, stats: &Stats) {
+fn finish_file(t: &mut Tailed, observed: i64, builder: &mut Builder, stats: &SourceStats) {
     match t.discard_from.take() {
         // An over-long last line, already emitted cut.
-        Some(_) => Stats::add(&stats.lines, 1),
+        Some(_) => {
+            stats.lines.inc();
+        }
         None if !t.leftover.is_empty() => {
             let line = std::mem::take(&mut t.leftover);
             let start = t.read_pos - line.len() as u64;
-            Stats::add(&stats.lines, 1);
+            stats.lines.inc();
             emit_line(t, &line, start, Flags::default(), observed, builder, stats);
         }
         None => {}
@@ -644,12 +660,12 @@ fn emit_line(
     flags: Flags,
     observed: i64,
     builder: &mut Builder,
-    stats: &Stats,
+    stats: &SourceStats,
 ) {
     let trimmed = line.strip_suffix(b"\r").unwrap_or(line);
     builder.note_input(line.len() + 1);
     if trimmed.is_empty() {
-        Stats::add(&stats.empty_lines, 1);
+        stats.empty_lines.inc();
         return;
     }
     let meta = &t.meta;
@@ -658,17 +674,23 @@ fn emit_line(
     });
 }
 
-fn append(builder: &mut Builder, meta: &FileMeta, rec: &Record, observed: i64, stats: &Stats) {
+fn append(
+    builder: &mut Builder,
+    meta: &FileMeta,
+    rec: &Record,
+    observed: i64,
+    stats: &SourceStats,
+) {
     if rec.flags.contains(Flags::PARSE_ERROR) {
-        Stats::add(&stats.parse_errors, 1);
+        stats.parse_errors.inc();
     }
     if rec.flags.contains(Flags::INVALID_UTF8) {
-        Stats::add(&stats.invalid_utf8, 1);
+        stats.invalid_utf8.inc();
     }
     if rec.flags.contains(Flags::TRUNCATED) {
-        Stats::add(&stats.truncated, 1);
+        stats.truncated.inc();
     }
-    Stats::add(&stats.records, 1);
+    stats.records.inc();
     builder.append(meta, rec, observed);
 }
 

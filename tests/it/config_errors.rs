@@ -317,3 +317,23 @@ fn object_store_settings_are_checked_by_validate() {
         );
     }
 }
+
+#[test]
+fn memory_limit_too_small_or_below_the_batch_size_is_rejected() {
+    let config = good_config();
+    let tiny = format!("memory_limit = \"1MiB\"\n{config}");
+    let finished = assert_rejected("tiny.toml", &tiny, "memory_limit", &[]);
+    assert!(
+        finished.stderr.contains("at least 16"),
+        "{}",
+        finished.stderr
+    );
+
+    let small = format!("memory_limit = \"16MiB\"\n{config}");
+    let finished = assert_rejected("small.toml", &small, "batch.max_bytes", &[]);
+    assert!(
+        finished.stderr.contains("quarter of memory_limit"),
+        "{}",
+        finished.stderr
+    );
+}

@@ -144,7 +144,7 @@ fn sigterm_flushes_the_open_batch() {
     // Nothing would be flushed for an hour: only the shutdown can deliver.
     let mut config = Config::absolute(&sandbox, "cri");
     config.max_rows = 1_000_000;
-    config.max_bytes = "512MiB".into();
+    config.max_bytes = "64MiB".into();
     config.max_age = "1h".into();
     let config = sandbox.write_config(&config);
 
@@ -284,4 +284,84 @@ fn wait_until_bytes_read(tidewater: &mut Tidewater, bytes: u64, timeout: Duratio
             })
             .is_some_and(|read| read >= bytes)
     })
+}
+
+/// A rolling update, five times over: SIGTERM, then a new process on the
+/// same data dir, while the application keeps logging. Every line arrives;
+/// a duplicate is only allowed where a drain passed its deadline (printed).
+#[test]
+fn rolling_updates_while_the_writer_keeps_appending() {
+    let sandbox = Sandbox::new();
+    // The corpus is written elsewhere, then appended to the tailed file in
+    // paced chunks by a writer thread: a service logging through the updates.
+    let corpus = generate(&sandbox.path("source/app.log"), "cri", 60_000, &[]);
+    let lines = corpus.lines();
+    let log = sandbox.logs().join("app.log");
+    fs::create_dir_all(sandbox.logs()).expect("logs dir");
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("open the log for appending");
+            for chunk in lines.chunks(300) {
+                file.write_all(&chunk.concat()).expect("append");
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        })
+    };
+    let mut config = Config::absolute(&sandbox, "cri");
+    config.max_rows = 1_000;
+    config.max_age = "300ms".into();
+    let config = sandbox.write_config(&config);
+
+    let mut deadlines_passed = 0;
+    for round in 1..=5 {
+        let mut tidewater = sandbox.start_run(&config);
+        std::thread::sleep(Duration::from_millis(1_500));
+        tidewater.assert_running();
+        let stopped = terminate(tidewater, "TERM");
+        if stopped.stderr.contains("shutdown deadline passed") {
+            deadlines_passed += 1;
+        }
+        println!(
+            "round {round}: {} rows in the lake so far",
+            read_lake(&sandbox.lake()).row_count()
+        );
+    }
+    writer.join().expect("the writer thread");
+
+    // The last process catches up with everything written.
+    let mut tidewater = sandbox.start_run(&config);
+    let lake = LakeReader::new(&sandbox.lake()).wait_for_seqs(
+        corpus.seqs(),
+        &mut tidewater,
+        RUN_ONCE_TIMEOUT,
+    );
+    terminate(tidewater, "TERM");
+    let report = lake.seq_report(corpus.seqs());
+    println!(
+        "5 rolling updates: {} rows for {} records, {} duplicate rows, {deadlines_passed} drains past their deadline",
+        lake.row_count(),
+        corpus.records,
+        report.duplicate_rows()
+    );
+    assert!(report.missing.is_empty(), "{}", report.describe());
+    assert!(report.unexpected.is_empty(), "{}", report.describe());
+    if deadlines_passed == 0 {
+        assert_eq!(
+            report.duplicate_rows(),
+            0,
+            "every drain finished in time, so nothing may arrive twice: {}",
+            report.describe()
+        );
+    }
+    let file_len = fs::metadata(&log).expect("log").len();
+    assert!(
+        checkpoint_offsets(&read_checkpoints(&sandbox)).contains(&file_len),
+        "the checkpoint commits the whole file: {}",
+        read_checkpoints(&sandbox)
+    );
 }

@@ -606,3 +606,146 @@ fn real_gcs_end_to_end_when_credentials_are_given() {
         probe.stdout
     );
 }
+
+/// Design rule 4 under a stalled store: with `memory_limit = "64MiB"`,
+/// tidewater's resident memory stays under the limit plus a stated overhead
+/// while the S3 server is stopped (SIGSTOP) and about 1 GB is appended to the
+/// log; `/metrics` shows the lag and the failing sink; after the server
+/// resumes every record arrives (each file offset once).
+#[test]
+fn memory_stays_bounded_while_the_store_stalls() {
+    /// What the process needs besides the budget: code, runtime, TLS and
+    /// HTTP clients, allocator slack (measured in BENCHMARKS.md).
+    const OVERHEAD_MIB: u64 = 64;
+    const LIMIT_MIB: u64 = 64;
+    const COPIES: u64 = 32;
+
+    let sandbox = Sandbox::new();
+    let moto = Moto::start(&sandbox);
+    moto.create_bucket(BUCKET);
+    // 32 MB of CRI lines, appended 32 times: every record has its own offset.
+    let corpus = generate(&sandbox.path("source/app.log"), "cri", 100_000, &[]);
+    let chunk = fs::read(&corpus.path).expect("corpus");
+    let log = sandbox.logs().join("app.log");
+    fs::create_dir_all(sandbox.logs()).expect("logs dir");
+    fs::write(&log, b"").expect("create the log");
+    let api = free_port();
+    let mut config = s3_config(&moto, "stall");
+    config.api_address = Some(format!("127.0.0.1:{api}"));
+    config
+        .sink_extra
+        .push_str("target_file_size = \"16MiB\"\nmax_file_age = \"10s\"\n");
+    let config = sandbox.write_config(&config);
+    let text = fs::read_to_string(&config).expect("config");
+    fs::write(
+        &config,
+        format!("memory_limit = \"{LIMIT_MIB}MiB\"\n{text}"),
+    )
+    .expect("config");
+
+    let mut tidewater = start_s3_run(&sandbox, &config);
+    wait_for_readyz(
+        api,
+        &mut tidewater,
+        Duration::from_secs(30),
+        "a healthy sink",
+        |code, _| code == 200,
+    );
+    let idle_rss = rss_kib(tidewater.pid()).unwrap_or(0);
+    moto.pause();
+
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut file = OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .expect("open the log");
+            for _ in 0..COPIES {
+                file.write_all(&chunk).expect("append");
+            }
+        })
+    };
+    // Sample the resident memory while the writer appends and the store hangs.
+    let mut peak_kib = 0;
+    let stalled_until = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < stalled_until || !writer.is_finished() {
+        tidewater.assert_running();
+        peak_kib = peak_kib.max(rss_kib(tidewater.pid()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    writer.join().expect("the writer thread");
+    let total = corpus.bytes * COPIES;
+    let scrape = Scrape::take(api);
+    let lag = scrape.get(
+        "tidewater_checkpoint_lag_bytes",
+        &[("source", "app"), ("path", path_str(&log))],
+    );
+    let reserved = scrape.get("tidewater_batch_memory_bytes", &[]);
+    println!(
+        "store stalled, {total} bytes appended: RSS idle {} MiB, peak {} MiB (bound {LIMIT_MIB} + {OVERHEAD_MIB} MiB); \
+         lag {lag} bytes; batches hold {reserved} bytes; read {} bytes",
+        idle_rss / 1024,
+        peak_kib / 1024,
+        scrape.get("tidewater_source_read_bytes_total", &[("source", "app")]),
+    );
+    assert!(
+        peak_kib / 1024 <= LIMIT_MIB + OVERHEAD_MIB,
+        "resident memory reached {} MiB, above memory_limit {LIMIT_MIB} MiB + {OVERHEAD_MIB} MiB",
+        peak_kib / 1024
+    );
+    assert_eq!(scrape.get("tidewater_sink_up", &[("sink", "lake")]), 0.0);
+    assert!(scrape.get("tidewater_sink_retries_total", &[("sink", "lake")]) >= 1.0);
+    assert!(
+        lag > (total / 2) as f64,
+        "most of the log waits in the file, not in memory: lag {lag} of {total}"
+    );
+    assert!(reserved <= scrape.get("tidewater_batch_memory_limit_bytes", &[]));
+
+    moto.resume();
+    let len = fs::metadata(&log).expect("the log").len();
+    assert_eq!(len, total);
+    wait_for_checkpoint(&sandbox, len, &mut tidewater, Duration::from_secs(900));
+    tidewater.signal("TERM");
+    let finished = tidewater.finish(Duration::from_secs(60));
+    finished.assert_success();
+    let records = corpus.records * COPIES;
+    assert_eq!(finished.summary().get("records"), records);
+    assert_eq!(finished.summary().get("rows_delivered"), records);
+
+    let duck = duckdb_count_offsets(&moto, &format!("s3://{BUCKET}/stall/**/*.parquet"));
+    println!("DuckDB on S3 after the stall: {duck}");
+    assert_eq!(duck["rows"], records, "{duck}");
+    assert_eq!(
+        duck["distinct_offsets"], records,
+        "every record once: {duck}"
+    );
+}
+
+/// Resident memory (VmRSS) of a running process, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `tests/duckdb_s3.py --offsets`: rows and distinct (file, offset) pairs.
+fn duckdb_count_offsets(moto: &Moto, glob: &str) -> Value {
+    let endpoint = moto.endpoint().trim_start_matches("http://").to_string();
+    let output = std::process::Command::new(python())
+        .arg(project_file("tests/duckdb_s3.py"))
+        .args([&endpoint, glob, "--offsets"])
+        .output()
+        .expect("cannot run tests/duckdb_s3.py");
+    assert!(
+        output.status.success(),
+        "duckdb_s3.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("duckdb_s3.py prints JSON")
+}

@@ -1,8 +1,9 @@
 //! What an operator uses to look at a pipeline: `tidewater status` on a data
-//! dir, and the warnings of `tidewater validate`.
+//! dir, the warnings of `tidewater validate`, and `/metrics`.
 
 use std::fs;
 use std::io::Write;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -112,4 +113,84 @@ fn validate_warns_about_globs_that_match_nothing_and_unwritable_data_dirs() {
         finished.stdout.contains("config OK"),
         "warnings do not fail validation"
     );
+}
+
+#[test]
+fn metrics_count_per_source_and_sink_and_parse_as_openmetrics() {
+    let sandbox = Sandbox::new();
+    let corpus = generate(&sandbox.logs().join("app.log"), "cri", 3_000, &[]);
+    let api = crate::services::free_port();
+    let config = sandbox.write_config(&Config {
+        api_address: Some(format!("127.0.0.1:{api}")),
+        ..Config::relative("cri")
+    });
+    let mut tidewater = sandbox.start_run(&config);
+    LakeReader::new(&sandbox.lake()).wait_for_seqs(corpus.seqs(), &mut tidewater, RUN_ONCE_TIMEOUT);
+    // Everything is in the lake; the acknowledgements follow at once.
+    let mut scrape = crate::services::Scrape::take(api);
+    poll_until(Duration::from_secs(10), || {
+        scrape = crate::services::Scrape::take(api);
+        scrape.value(
+            "tidewater_sink_records_delivered_total",
+            &[("sink", "lake")],
+        ) == Some(corpus.records as f64)
+    });
+    let app = [("source", "app")];
+    let lake = [("sink", "lake")];
+    assert_eq!(
+        scrape.get("tidewater_source_lines_total", &app),
+        corpus.lines as f64
+    );
+    assert_eq!(
+        scrape.get("tidewater_source_read_bytes_total", &app),
+        corpus.bytes as f64
+    );
+    assert_eq!(
+        scrape.get("tidewater_source_records_total", &app),
+        corpus.records as f64
+    );
+    assert_eq!(scrape.get("tidewater_source_parse_errors_total", &app), 0.0);
+    assert_eq!(scrape.get("tidewater_source_open_files", &app), 1.0);
+    assert_eq!(
+        scrape.get("tidewater_sink_records_delivered_total", &lake),
+        corpus.records as f64
+    );
+    assert_eq!(
+        scrape.get("tidewater_sink_records_dead_lettered_total", &lake),
+        0.0
+    );
+    assert_eq!(scrape.get("tidewater_sink_up", &lake), 1.0);
+    assert_eq!(scrape.get("tidewater_sink_retries_total", &lake), 0.0);
+    assert!(scrape.get("tidewater_sink_batch_duration_seconds_count", &lake) >= 1.0);
+    assert_eq!(scrape.get("tidewater_batches_in_flight", &[]), 0.0);
+    let path = path_str(&sandbox.logs().join("app.log")).to_string();
+    assert_eq!(
+        scrape.get(
+            "tidewater_checkpoint_lag_bytes",
+            &[("source", "app"), ("path", &path)]
+        ),
+        0.0,
+        "everything read is delivered"
+    );
+    let rss = scrape.get("process_resident_memory_bytes", &[]);
+    assert!(rss > 1e6 && rss < 1e9, "resident memory {rss}");
+
+    // Lines that arrive later are counted as they are read.
+    let more = generate(
+        &sandbox.logs().join("more.log"),
+        "cri",
+        500,
+        &["--start-seq", "100000"],
+    );
+    LakeReader::new(&sandbox.lake()).wait_for_seqs(more.seqs(), &mut tidewater, RUN_ONCE_TIMEOUT);
+    let counted = poll_until(Duration::from_secs(10), || {
+        scrape = crate::services::Scrape::take(api);
+        scrape.value("tidewater_sink_records_delivered_total", &lake)
+            == Some((corpus.records + more.records) as f64)
+    });
+    assert!(counted, "{}", scrape.text);
+    assert_eq!(scrape.get("tidewater_source_files_opened_total", &app), 2.0);
+    assert_eq!(scrape.get("tidewater_source_open_files", &app), 2.0);
+    tidewater.signal("TERM");
+    tidewater.finish(RUN_ONCE_TIMEOUT).assert_success();
 }

@@ -3,6 +3,7 @@
 //! installed by `scripts/test.sh`, which exports where they are; a test that
 //! cannot start one fails and says how to get it.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -344,4 +345,80 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// One sample of a `/metrics` scrape.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A `/metrics` scrape, parsed by the prometheus_client library's
+/// OpenMetrics parser (tests/parse_metrics.py).
+#[derive(Debug)]
+pub struct Scrape {
+    pub samples: Vec<Sample>,
+    pub text: String,
+}
+
+impl Scrape {
+    /// Scrape tidewater's API on `port`; panics if it does not answer 200 or
+    /// the parser rejects the body.
+    pub fn take(port: u16) -> Self {
+        let (code, text) = http("GET", port, "/metrics", &[], &[])
+            .unwrap_or_else(|| panic!("nothing answers GET /metrics on 127.0.0.1:{port}"));
+        assert_eq!(code, 200, "GET /metrics: {text}");
+        let mut child = Command::new(python())
+            .arg(project_file("tests/parse_metrics.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run tests/parse_metrics.py (run the tests with scripts/test.sh)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("writing to the parser");
+        let out = child.wait_with_output().expect("parser output");
+        assert!(
+            out.status.success(),
+            "the OpenMetrics parser rejected /metrics: {}\n--- body ---\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let samples = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("parser prints JSON lines");
+                Sample {
+                    name: v["name"].as_str().unwrap_or_default().to_string(),
+                    labels: serde_json::from_value(v["labels"].clone()).unwrap_or_default(),
+                    value: v["value"].as_f64().unwrap_or(f64::NAN),
+                }
+            })
+            .collect();
+        Scrape { samples, text }
+    }
+
+    /// The value of the sample `name` whose labels include `labels`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.value)
+    }
+
+    /// Like [`Scrape::value`], panicking with the whole body when absent.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.value(name, labels)
+            .unwrap_or_else(|| panic!("no {name}{labels:?} in /metrics:\n{}", self.text))
+    }
 }

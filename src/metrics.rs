@@ -1,0 +1,164 @@
+//! `GET /metrics`: the counters of [`crate::stats`] plus what is measured at
+//! scrape time — checkpoint lag per file, batches in flight, sink queue
+//! depth, sink health and the process's resident memory — in the OpenMetrics
+//! text format that Prometheus scrapes.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::ack::AckTracker;
+use crate::checkpoint::Checkpoints;
+use crate::health::Health;
+use crate::lock;
+use crate::memory::MemoryBudget;
+use crate::stats::Stats;
+
+/// How many batches wait in a sink's queue right now.
+pub type QueueDepth = Box<dyn Fn() -> usize + Send + Sync>;
+
+/// Everything `/metrics` reads; built once the pipeline runs.
+pub struct Metrics {
+    stats: Arc<Stats>,
+    checkpoints: Arc<Mutex<Checkpoints>>,
+    tracker: Arc<Mutex<AckTracker>>,
+    health: Arc<Health>,
+    memory: Arc<MemoryBudget>,
+    queues: Vec<(String, QueueDepth)>,
+    gauges: Gauges,
+    /// One scrape at a time: each rewrites the per-file gauges.
+    scraping: Mutex<()>,
+}
+
+struct Gauges {
+    lag: Family<[(&'static str, String); 2], Gauge>,
+    in_flight: Gauge,
+    queue_depth: Family<[(&'static str, String); 1], Gauge>,
+    sink_up: Family<[(&'static str, String); 1], Gauge>,
+    retries: Family<[(&'static str, String); 1], Counter>,
+    rss: Gauge,
+    reserved: Gauge,
+    budget: Gauge,
+}
+
+impl Metrics {
+    pub fn new(
+        stats: Arc<Stats>,
+        checkpoints: Arc<Mutex<Checkpoints>>,
+        tracker: Arc<Mutex<AckTracker>>,
+        health: Arc<Health>,
+        memory: Arc<MemoryBudget>,
+        queues: Vec<(String, QueueDepth)>,
+    ) -> Self {
+        let gauges = Gauges {
+            lag: Family::default(),
+            in_flight: Gauge::default(),
+            queue_depth: Family::default(),
+            sink_up: Family::default(),
+            retries: Family::default(),
+            rss: Gauge::default(),
+            reserved: Gauge::default(),
+            budget: Gauge::default(),
+        };
+        stats.with_registry(|r| {
+            r.register(
+                "tidewater_checkpoint_lag_bytes",
+                "Bytes of a file not yet delivered to every sink (file size minus committed offset)",
+                gauges.lag.clone(),
+            );
+            r.register(
+                "tidewater_batches_in_flight",
+                "Batches read but not yet acknowledged by every sink",
+                gauges.in_flight.clone(),
+            );
+            r.register(
+                "tidewater_sink_queue_depth",
+                "Batches waiting in a sink's queue",
+                gauges.queue_depth.clone(),
+            );
+            r.register(
+                "tidewater_sink_up",
+                "1 when the sink's last attempt succeeded, 0 while it fails",
+                gauges.sink_up.clone(),
+            );
+            r.register(
+                "tidewater_sink_retries",
+                "Failed attempts to write to the destination, each retried (background uploads included)",
+                gauges.retries.clone(),
+            );
+            r.register(
+                "tidewater_batch_memory_bytes",
+                "Arrow bytes of the batches in flight (reserved from the budget)",
+                gauges.reserved.clone(),
+            );
+            r.register(
+                "tidewater_batch_memory_limit_bytes",
+                "The budget for batches in flight: half of memory_limit",
+                gauges.budget.clone(),
+            );
+            r.register(
+                "process_resident_memory_bytes",
+                "Resident memory of the tidewater process",
+                gauges.rss.clone(),
+            );
+        });
+        Self {
+            stats,
+            checkpoints,
+            tracker,
+            health,
+            memory,
+            queues,
+            gauges,
+            scraping: Mutex::new(()),
+        }
+    }
+
+    /// The whole exposition, with the scrape-time gauges refreshed.
+    pub fn render(&self) -> String {
+        let _one = lock(&self.scraping);
+        let g = &self.gauges;
+        let entries = lock(&self.checkpoints).entries();
+        g.lag.clear();
+        for entry in &entries {
+            // Stat outside the checkpoint lock: the readers need it.
+            let status = crate::status::file_status(entry);
+            if let Some(lag) = status.lag {
+                g.lag
+                    .get_or_create(&[("source", status.source), ("path", status.path)])
+                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
+            }
+        }
+        g.in_flight.set(lock(&self.tracker).in_flight() as i64);
+        for (sink, depth) in &self.queues {
+            g.queue_depth
+                .get_or_create(&[("sink", sink.clone())])
+                .set(depth() as i64);
+        }
+        for (sink, ok, failed) in self.health.sinks_ok() {
+            let label = [("sink", sink)];
+            g.sink_up.get_or_create(&label).set(i64::from(ok));
+            // The sink counts; the counter follows it (it never goes down).
+            let retries = g.retries.get_or_create(&label);
+            retries.inc_by(failed.saturating_sub(retries.get()));
+        }
+        g.reserved
+            .set(i64::try_from(self.memory.reserved()).unwrap_or(i64::MAX));
+        g.budget
+            .set(i64::try_from(self.memory.limit()).unwrap_or(i64::MAX));
+        if let Some(rss) = resident_bytes() {
+            g.rss.set(rss);
+        }
+        self.stats.encode()
+    }
+}
+
+/// VmRSS of this process, from `/proc/self/status` (Linux).
+pub fn resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
