@@ -15,7 +15,9 @@
 //! - `alerts`: error events through a real RabbitMQ to `tidewater notify` and a
 //!   local stand-in for Slack's webhook: grouping, retries, dead letters, an
 //!   error storm, broker-side connection closes, amqps:// through a TLS front.
-//! - `operations`: `tidewater status` and the warnings of `validate`.
+//! - `operations`: `tidewater status`, the warnings of `validate`, `/metrics`.
+//! - `packaging`: `sidecar/` manifests against the Kubernetes schemas and the
+//!   Dockerfile through hadolint.
 //! - `config_errors`: bad configs are rejected with the key, file and line;
 //!   the CLI surface (`--version`, `schema`).
 
@@ -26,6 +28,7 @@ mod corpus;
 mod crash;
 mod object_store;
 mod operations;
+mod packaging;
 mod rotation;
 mod services;
 mod util;
