@@ -77,16 +77,21 @@ async fn readyz(State(o): State<Observed>) -> (StatusCode, Json<Value>) {
 }
 
 async fn metrics(State(o): State<Observed>) -> impl axum::response::IntoResponse {
-    let body = tokio::task::spawn_blocking(move || o.metrics.render())
-        .await
-        .unwrap_or_default();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
+    match tokio::task::spawn_blocking(move || o.metrics.render()).await {
+        Ok(body) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("cannot render the metrics: {e}\n"),
+        ),
+    }
 }
 
 fn respond((ok, body): (bool, Value)) -> (StatusCode, Json<Value>) {

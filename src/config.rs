@@ -444,7 +444,7 @@ fn default_max_rows() -> usize {
 pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
 
 /// The smallest `memory_limit` accepted.
-pub const MIN_MEMORY_LIMIT: u64 = 16 << 20;
+pub const MIN_MEMORY_LIMIT: u64 = 32 << 20;
 
 fn default_memory_limit() -> u64 {
     DEFAULT_MEMORY_LIMIT
@@ -663,11 +663,13 @@ impl Config {
                 ),
             ));
         }
-        if self.batch.max_bytes > self.memory_limit / 4 {
+        // A batch takes about twice its input bytes as Arrow arrays; half of
+        // memory_limit is for batches in flight, and two must fit.
+        if self.batch.max_bytes > self.memory_limit / 8 {
             return Err(invalid(
                 "batch.max_bytes".into(),
                 &format!(
-                    "expected at most a quarter of memory_limit ({}), so that batches can be read while others are delivered",
+                    "expected at most an eighth of memory_limit ({}): a batch takes about twice its input in memory, and half of memory_limit is for two or more batches in flight",
                     bytesize::ByteSize(self.memory_limit).display().iec()
                 ),
             ));
@@ -701,6 +703,26 @@ impl Config {
                 return Err(invalid(
                     format!("sinks.{name}.concurrency"),
                     "expected at least 1",
+                ));
+            }
+            let parquet_sinks = self
+                .sinks
+                .values()
+                .filter(|s| matches!(s, SinkConfig::Parquet(_)))
+                .count() as u64;
+            let share = self.memory_limit / 2 / parquet_sinks.max(1);
+            let least = tidewater_sinks::parquet::min_buffer_limit(
+                usize::try_from(p.part_size).unwrap_or(usize::MAX),
+            ) as u64;
+            if p.rolling().is_some() && share < least {
+                return Err(invalid(
+                    format!("sinks.{name}.part_size"),
+                    &format!(
+                        "with memory_limit {} each Parquet sink has {} for its buffers, and a rolling sink needs {} (two parts and the row groups of its open files): lower part_size (at least 5MiB) or raise memory_limit",
+                        bytesize::ByteSize(self.memory_limit).display().iec(),
+                        bytesize::ByteSize(share).display().iec(),
+                        bytesize::ByteSize(least).display().iec(),
+                    ),
                 ));
             }
             if let Err(tidewater_sinks::SinkError::Config { key, reason, .. }) =

@@ -7,13 +7,17 @@
 //! waits, and the reader stops reading: the log file is the buffer, and
 //! memory stays bounded however long a sink stalls.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Reservations are counted in KiB, so that a u32 of permits covers any budget.
 const UNIT: u64 = 1024;
+
+/// How often a waiting reader looks at the shutdown flag.
+const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
 
 /// Bytes that batches in flight may take, shared by every reader.
 #[derive(Debug)]
@@ -21,6 +25,9 @@ pub struct MemoryBudget {
     permits: Arc<Semaphore>,
     total_units: u32,
     reserved: Arc<AtomicU64>,
+    /// The pipeline's (multi-thread) runtime, whose workers drive the
+    /// timers of the waits.
+    runtime: tokio::runtime::Handle,
 }
 
 /// Bytes of one batch, returned to the budget when dropped.
@@ -32,31 +39,53 @@ pub struct Reservation {
 }
 
 impl MemoryBudget {
-    pub fn new(bytes: u64) -> Self {
+    /// A budget of `bytes`, whose waits run on `runtime`.
+    pub fn new(bytes: u64, runtime: tokio::runtime::Handle) -> Self {
         let total_units = u32::try_from((bytes / UNIT).max(1)).unwrap_or(u32::MAX);
         Self {
             permits: Arc::new(Semaphore::new(total_units as usize)),
             total_units,
             reserved: Arc::default(),
+            runtime,
         }
     }
 
-    /// Block the calling reader thread until `bytes` fit in the budget. A
+    /// Block the calling reader thread (not a runtime thread) until `bytes`
+    /// fit in the budget; `None` if `shutdown` is set while waiting (the
+    /// batch is then not delivered, and read again on the next start). A
     /// batch larger than the whole budget waits until nothing else is in
-    /// flight, then takes all of it.
-    pub fn reserve_blocking(&self, bytes: usize) -> Reservation {
-        let units = u32::try_from((bytes as u64).div_ceil(UNIT))
+    /// flight, then takes all of it (and says so: the batch limits are too
+    /// large for `memory_limit`).
+    pub fn reserve_blocking(&self, bytes: usize, shutdown: &AtomicBool) -> Option<Reservation> {
+        let wanted = (bytes as u64).div_ceil(UNIT);
+        if wanted > u64::from(self.total_units) {
+            tracing::warn!(
+                batch_bytes = bytes,
+                budget_bytes = self.limit(),
+                "a batch is larger than the memory budget for batches (half of memory_limit); lower batch.max_bytes or max_rows"
+            );
+        }
+        let units = u32::try_from(wanted)
             .unwrap_or(u32::MAX)
             .clamp(1, self.total_units);
-        // The semaphore is never closed, so acquiring only waits.
-        let permit =
-            futures::executor::block_on(Arc::clone(&self.permits).acquire_many_owned(units)).ok();
+        let permit = loop {
+            let acquire = Arc::clone(&self.permits).acquire_many_owned(units);
+            let waited = self
+                .runtime
+                .block_on(async { tokio::time::timeout(SHUTDOWN_CHECK, acquire).await });
+            match waited {
+                // The semaphore is never closed.
+                Ok(permit) => break permit.ok(),
+                Err(_) if shutdown.load(Relaxed) => return None,
+                Err(_) => {}
+            }
+        };
         self.reserved.fetch_add(bytes as u64, Relaxed);
-        Reservation {
+        Some(Reservation {
             _permit: permit,
             bytes: bytes as u64,
             reserved: Arc::clone(&self.reserved),
-        }
+        })
     }
 
     /// Bytes reserved by batches in flight now.
@@ -81,17 +110,29 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Like the pipeline's: a multi-thread runtime drives its timers from
+    /// its own workers, which `Handle::block_on` relies on.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
     #[test]
     fn a_reader_waits_until_batches_in_flight_are_released() {
-        let budget = Arc::new(MemoryBudget::new(100 * 1024));
-        let first = budget.reserve_blocking(60 * 1024);
+        let rt = runtime();
+        let budget = Arc::new(MemoryBudget::new(100 * 1024, rt.handle().clone()));
+        let running = Arc::new(AtomicBool::new(false));
+        let first = budget.reserve_blocking(60 * 1024, &running).expect("fits");
         assert_eq!(budget.reserved(), 60 * 1024);
         let (tx, rx) = std::sync::mpsc::channel();
-        let b = Arc::clone(&budget);
+        let (b, r) = (Arc::clone(&budget), Arc::clone(&running));
         let waiter = std::thread::spawn(move || {
-            let r = b.reserve_blocking(60 * 1024);
+            let reservation = b.reserve_blocking(60 * 1024, &r);
             tx.send(()).expect("send");
-            r
+            reservation
         });
         assert!(
             rx.recv_timeout(Duration::from_millis(200)).is_err(),
@@ -100,16 +141,34 @@ mod tests {
         drop(first);
         rx.recv_timeout(Duration::from_secs(5))
             .expect("released memory lets the reader go on");
-        let second = waiter.join().expect("waiter");
+        let second = waiter
+            .join()
+            .expect("waiter")
+            .expect("fits after the release");
         assert_eq!(budget.reserved(), 60 * 1024);
         drop(second);
         assert_eq!(budget.reserved(), 0);
     }
 
     #[test]
+    fn a_waiting_reader_gives_up_on_shutdown() {
+        let rt = runtime();
+        let budget = MemoryBudget::new(100 * 1024, rt.handle().clone());
+        let shutdown = AtomicBool::new(false);
+        let _held = budget
+            .reserve_blocking(100 * 1024, &shutdown)
+            .expect("fits");
+        shutdown.store(true, Relaxed);
+        assert!(budget.reserve_blocking(1024, &shutdown).is_none());
+    }
+
+    #[test]
     fn a_batch_larger_than_the_budget_takes_all_of_it() {
-        let budget = MemoryBudget::new(64 * 1024);
-        let big = budget.reserve_blocking(1 << 20);
+        let rt = runtime();
+        let budget = MemoryBudget::new(64 * 1024, rt.handle().clone());
+        let big = budget
+            .reserve_blocking(1 << 20, &AtomicBool::new(false))
+            .expect("fits alone");
         assert_eq!(budget.permits.available_permits(), 0);
         drop(big);
         assert_eq!(budget.permits.available_permits(), 64);

@@ -3,6 +3,8 @@
 //! depth, sink health and the process's resident memory — in the OpenMetrics
 //! text format that Prometheus scrapes.
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
@@ -34,6 +36,7 @@ pub struct Metrics {
 
 struct Gauges {
     lag: Family<[(&'static str, String); 2], Gauge>,
+    source_lag: Family<[(&'static str, String); 1], Gauge>,
     in_flight: Gauge,
     queue_depth: Family<[(&'static str, String); 1], Gauge>,
     sink_up: Family<[(&'static str, String); 1], Gauge>,
@@ -54,6 +57,7 @@ impl Metrics {
     ) -> Self {
         let gauges = Gauges {
             lag: Family::default(),
+            source_lag: Family::default(),
             in_flight: Gauge::default(),
             queue_depth: Family::default(),
             sink_up: Family::default(),
@@ -67,6 +71,11 @@ impl Metrics {
                 "tidewater_checkpoint_lag_bytes",
                 "Bytes of a file not yet delivered to every sink (file size minus committed offset)",
                 gauges.lag.clone(),
+            );
+            r.register(
+                "tidewater_source_lag_bytes",
+                "Bytes of a source's files not yet delivered to every sink",
+                gauges.source_lag.clone(),
             );
             r.register(
                 "tidewater_batches_in_flight",
@@ -121,15 +130,31 @@ impl Metrics {
         let _one = lock(&self.scraping);
         let g = &self.gauges;
         let entries = lock(&self.checkpoints).entries();
+        // Stat outside the checkpoint lock: the readers need it. A file the
+        // reader holds open is measured through its descriptor, so a file
+        // renamed or deleted by rotation still shows its lag.
+        let open = open_file_sizes();
+        let mut per_source: HashMap<String, u64> = HashMap::new();
         g.lag.clear();
         for entry in &entries {
-            // Stat outside the checkpoint lock: the readers need it.
-            let status = crate::status::file_status(entry);
-            if let Some(lag) = status.lag {
-                g.lag
-                    .get_or_create(&[("source", status.source), ("path", status.path)])
-                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
-            }
+            let size = open
+                .get(&(entry.dev, entry.ino))
+                .copied()
+                .or_else(|| crate::status::file_status(entry).size);
+            let Some(size) = size else { continue };
+            let lag = size.saturating_sub(entry.offset);
+            *per_source.entry(entry.source.clone()).or_default() += lag;
+            g.lag
+                .get_or_create(&[
+                    ("source", entry.source.clone()),
+                    ("path", entry.path.display().to_string()),
+                ])
+                .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        }
+        for (source, lag) in per_source {
+            g.source_lag
+                .get_or_create(&[("source", source)])
+                .set(i64::try_from(lag).unwrap_or(i64::MAX));
         }
         g.in_flight.set(lock(&self.tracker).in_flight() as i64);
         for (sink, depth) in &self.queues {
@@ -153,6 +178,18 @@ impl Metrics {
         }
         self.stats.encode()
     }
+}
+
+/// (device, inode) → size of every regular file this process holds open.
+fn open_file_sizes() -> HashMap<(u64, u64), u64> {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return HashMap::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+        .filter(|m| m.is_file())
+        .map(|m| ((m.dev(), m.ino()), m.len()))
+        .collect()
 }
 
 /// VmRSS of this process, from `/proc/self/status` (Linux).

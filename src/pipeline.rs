@@ -155,7 +155,10 @@ impl Pipeline {
             Arc::clone(&checkpoints),
         )));
         let shutdown = Arc::new(AtomicBool::new(false));
-        let memory = Arc::new(MemoryBudget::new(self.config.memory_limit / 2));
+        let memory = Arc::new(MemoryBudget::new(
+            self.config.memory_limit / 2,
+            tokio::runtime::Handle::current(),
+        ));
         let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(SOURCE_QUEUE);
 
         // Sources: one thread each (reading and parsing are blocking CPU work).
@@ -439,11 +442,13 @@ async fn worker(
         loop {
             match sink.deliver(&item.batch).await {
                 Delivery::Delivered => {
+                    // Acknowledge first: a reader of the counters then also
+                    // sees the committed offsets.
+                    lock(&w.tracker).ack(item.id);
                     w.stats.rows_delivered.inc_by(rows);
                     w.stats
                         .batch_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    lock(&w.tracker).ack(item.id);
                     break;
                 }
                 Delivery::Staged(durable) => {
@@ -454,9 +459,9 @@ async fn worker(
                     let name = sink.name().to_string();
                     let task = tokio::spawn(async move {
                         if durable.wait().await {
+                            lock(&tracker).ack(id);
                             stats.rows_delivered.inc_by(rows);
                             stats.batch_seconds.observe(started.elapsed().as_secs_f64());
-                            lock(&tracker).ack(id);
                         } else {
                             tracing::error!(sink = %name, "staged rows were given up; they will be read again after a restart");
                         }
@@ -480,12 +485,12 @@ async fn worker(
                     match written {
                         Ok(Ok(path)) => {
                             tracing::warn!(sink = sink.name(), rows = rejected.len(), path = %path.display(), reason = %rejected[0].reason, "rows rejected; written to the dead letter");
+                            lock(&w.tracker).ack(item.id);
                             w.stats.rows_dead_lettered.inc_by(rejected.len() as u64);
                             w.stats.rows_delivered.inc_by(rows - rejected.len() as u64);
                             w.stats
                                 .batch_seconds
                                 .observe(started.elapsed().as_secs_f64());
-                            lock(&w.tracker).ack(item.id);
                             break;
                         }
                         Ok(Err(e)) => {

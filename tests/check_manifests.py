@@ -9,6 +9,7 @@ longer than tidewater's drain deadline.
 Writes the ConfigMap's tidewater.toml to argv[1] (for `tidewater validate`),
 prints a JSON summary, and exits 1 naming the first property that fails."""
 import json
+import re
 import sys
 import tomllib
 
@@ -85,6 +86,11 @@ if config["data_dir"] not in mounts:
 env = {e["name"] for e in tw.get("env", [])}
 if "NODE_NAME" not in env:
     fail("NODE_NAME does not come from the Downward API")
+# Only variables tidewater reads (a misspelt one is silently ignored).
+known = {"POD_NAME", "POD_NAMESPACE", "NODE_NAME", "CONTAINER_NAME", "TIDEWATER_LOG"}
+known |= set(re.findall(r"\$\{(\w+)\}", toml_text))  # what the config substitutes
+if env - known:
+    fail(f"environment variables tidewater does not read: {sorted(env - known)}")
 if workload["kind"] == "Deployment" and not {"POD_NAME", "POD_NAMESPACE"} <= env:
     fail("POD_NAME and POD_NAMESPACE do not come from the Downward API")
 

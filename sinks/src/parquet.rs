@@ -72,6 +72,16 @@ struct Buffers {
     parts_in_flight: usize,
 }
 
+/// The smallest `buffer_limit` a rolling sink with this part size fits in:
+/// one upload with one part in flight and one being read, and the smallest
+/// row groups for every open staging file.
+pub fn min_buffer_limit(part_size: usize) -> usize {
+    2 * (2 * part_size).max(MAX_OPEN_FILES * MIN_ROW_GROUP_BYTES)
+}
+
+/// The smallest row group a staging file buffers before writing it out.
+const MIN_ROW_GROUP_BYTES: usize = 256 << 10;
+
 impl Buffers {
     /// Half the limit for uploads (each holds up to `parts_in_flight + 1`
     /// parts), half for the row groups of the open staging files.
@@ -82,7 +92,7 @@ impl Buffers {
             .find(|(u, p)| u * (p + 1) * part_size <= upload_room)
             .unwrap_or((1, 1));
         Self {
-            row_group_bytes: (limit / 2 / MAX_OPEN_FILES).clamp(256 << 10, 4 << 20),
+            row_group_bytes: (limit / 2 / MAX_OPEN_FILES).clamp(MIN_ROW_GROUP_BYTES, 4 << 20),
             uploads,
             parts_in_flight,
         }
@@ -463,7 +473,8 @@ impl Roller {
             let row_group_bytes = self.target.buffers.row_group_bytes;
             let written = tokio::task::spawn_blocking(move || {
                 writer.write(&part)?;
-                if writer.in_progress_size() >= row_group_bytes {
+                // What the writer holds: encoded pages and values not yet encoded.
+                if writer.memory_size() >= row_group_bytes {
                     writer.flush()?;
                 }
                 Ok::<_, SinkError>(writer)
@@ -760,9 +771,11 @@ mod tests {
             16 * mib
         );
         assert_eq!(small.row_group_bytes * MAX_OPEN_FILES, 16 * mib);
-        // Below any sensible size: the smallest buffers, never zero.
-        let tiny = Buffers::within(mib, MIN_PART_SIZE);
+        // The smallest limit the config accepts still fits.
+        let least = min_buffer_limit(MIN_PART_SIZE);
+        let tiny = Buffers::within(least, MIN_PART_SIZE);
         assert_eq!((tiny.uploads, tiny.parts_in_flight), (1, 1));
-        assert_eq!(tiny.row_group_bytes, 256 << 10);
+        assert!(2 * MIN_PART_SIZE <= least / 2);
+        assert!(tiny.row_group_bytes * MAX_OPEN_FILES <= least / 2);
     }
 }

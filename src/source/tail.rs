@@ -611,11 +611,16 @@ impl Tail {
             return;
         };
         // Waits while the batches in flight fill the budget (sinks behind).
-        batch.memory = Some(
-            self.cx
-                .memory
-                .reserve_blocking(batch.records.get_array_memory_size()),
-        );
+        let bytes = batch.records.get_array_memory_size();
+        match self.cx.memory.reserve_blocking(bytes, &self.cx.shutdown) {
+            Some(reservation) => batch.memory = Some(reservation),
+            None => {
+                // Stopping with the sinks behind: this batch is read again
+                // on the next start (nothing of it was acknowledged).
+                self.closed = true;
+                return;
+            }
+        }
         if self.cx.batches.blocking_send(batch).is_err() {
             self.closed = true;
         }

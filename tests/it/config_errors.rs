@@ -319,21 +319,41 @@ fn object_store_settings_are_checked_by_validate() {
 }
 
 #[test]
-fn memory_limit_too_small_or_below_the_batch_size_is_rejected() {
+fn memory_limit_too_small_for_batches_or_buffers_is_rejected() {
     let config = good_config();
     let tiny = format!("memory_limit = \"1MiB\"\n{config}");
     let finished = assert_rejected("tiny.toml", &tiny, "memory_limit", &[]);
     assert!(
-        finished.stderr.contains("at least 16"),
+        finished.stderr.contains("at least 32"),
         "{}",
         finished.stderr
     );
 
-    let small = format!("memory_limit = \"16MiB\"\n{config}");
+    // The test config's batch.max_bytes is 8MiB: more than an eighth of 32MiB.
+    let small = format!("memory_limit = \"32MiB\"\n{config}");
     let finished = assert_rejected("small.toml", &small, "batch.max_bytes", &[]);
     assert!(
-        finished.stderr.contains("quarter of memory_limit"),
+        finished.stderr.contains("eighth of memory_limit"),
         "{}",
         finished.stderr
     );
+
+    // A rolling sink's two 16 MiB parts do not fit in its 32 MiB share.
+    let parts = format!(
+        "memory_limit = \"64MiB\"\n{config}target_file_size = \"64MiB\"\npart_size = \"16MiB\"\n"
+    );
+    let finished = assert_rejected("parts.toml", &parts, "sinks.lake.part_size", &[]);
+    assert!(
+        finished.stderr.contains("raise memory_limit"),
+        "{}",
+        finished.stderr
+    );
+    // The same with 5 MiB parts fits.
+    let fits = parts.replace("16MiB", "5MiB");
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_file("fits.toml", &fits);
+    sandbox
+        .spawn(&["validate", "--config", path_str(&path)])
+        .finish(RUN_ONCE_TIMEOUT)
+        .assert_success();
 }

@@ -144,7 +144,7 @@ fn sigterm_flushes_the_open_batch() {
     // Nothing would be flushed for an hour: only the shutdown can deliver.
     let mut config = Config::absolute(&sandbox, "cri");
     config.max_rows = 1_000_000;
-    config.max_bytes = "64MiB".into();
+    config.max_bytes = "32MiB".into();
     config.max_age = "1h".into();
     let config = sandbox.write_config(&config);
 

@@ -696,11 +696,24 @@ fn memory_stays_bounded_while_the_store_stalls() {
     );
     assert_eq!(scrape.get("tidewater_sink_up", &[("sink", "lake")]), 0.0);
     assert!(scrape.get("tidewater_sink_retries_total", &[("sink", "lake")]) >= 1.0);
+    let read = scrape.get("tidewater_source_read_bytes_total", &[("source", "app")]);
     assert!(
-        lag > (total / 2) as f64,
-        "most of the log waits in the file, not in memory: lag {lag} of {total}"
+        read < (total / 2) as f64,
+        "most of the log waits in the file, not in memory: read {read} of {total} bytes"
+    );
+    assert_eq!(
+        lag, total as f64,
+        "nothing is acknowledged while the store is down, so nothing is committed"
+    );
+    assert_eq!(
+        scrape.get("tidewater_source_lag_bytes", &[("source", "app")]),
+        lag
     );
     assert!(reserved <= scrape.get("tidewater_batch_memory_limit_bytes", &[]));
+    assert!(
+        !scrape.text.contains(S3_SECRET),
+        "/metrics shows the S3 secret"
+    );
 
     moto.resume();
     let len = fs::metadata(&log).expect("the log").len();
@@ -709,6 +722,7 @@ fn memory_stays_bounded_while_the_store_stalls() {
     tidewater.signal("TERM");
     let finished = tidewater.finish(Duration::from_secs(60));
     finished.assert_success();
+    assert_no_secret(&finished.stderr);
     let records = corpus.records * COPIES;
     assert_eq!(finished.summary().get("records"), records);
     assert_eq!(finished.summary().get("rows_delivered"), records);

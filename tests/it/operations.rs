@@ -172,6 +172,7 @@ fn metrics_count_per_source_and_sink_and_parse_as_openmetrics() {
         0.0,
         "everything read is delivered"
     );
+    assert_eq!(scrape.get("tidewater_source_lag_bytes", &app), 0.0);
     let rss = scrape.get("process_resident_memory_bytes", &[]);
     assert!(rss > 1e6 && rss < 1e9, "resident memory {rss}");
 
