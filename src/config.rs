@@ -28,6 +28,10 @@ pub struct Config {
     /// parts). Beyond it the readers wait; the log files are the buffer.
     #[serde(default = "default_memory_limit", deserialize_with = "size")]
     pub memory_limit: u64,
+    /// How long a start waits for another process to release the data dir
+    /// (a rolling update whose old process is still draining); 0: fail at once.
+    #[serde(default = "default_lock_wait", deserialize_with = "duration")]
+    pub lock_wait: Duration,
     /// BigQuery-style JSON schema file; the bundled `container_log` when absent.
     #[serde(default)]
     pub schema: Option<PathBuf>,
@@ -424,6 +428,10 @@ impl ParquetSinkConfig {
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(20)
 }
+fn default_lock_wait() -> Duration {
+    Duration::ZERO
+}
+
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
 }

@@ -88,7 +88,7 @@ impl Pipeline {
         let data_dir = base_dir.join(&config.data_dir);
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("data_dir: cannot create {}", data_dir.display()))?;
-        let lock = lock_data_dir(&data_dir)?;
+        let lock = lock_data_dir(&data_dir, config.lock_wait)?;
         let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
         // Fail now, not in a reader thread, if the schema cannot be filled.
         Builder::new(&schema, &config.columns, config.batch.clone())
@@ -538,7 +538,8 @@ async fn save(store: &Arc<Mutex<Checkpoints>>) -> anyhow::Result<()> {
 }
 
 /// One process per data dir: two would overwrite each other's checkpoints.
-fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+/// Waits up to `wait` for another process to release it.
+fn lock_data_dir(data_dir: &Path, wait: Duration) -> anyhow::Result<std::fs::File> {
     let path = data_dir.join("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -546,15 +547,29 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("data_dir: cannot open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "data_dir {} is in use by another tidewater process (lock file {})",
-            data_dir.display(),
-            path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("data_dir: cannot lock {}", path.display()))
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
+                if !std::mem::replace(&mut said, true) {
+                    tracing::info!(data_dir = %data_dir.display(), lock_wait = ?wait, "data_dir is in use by another tidewater process; waiting for it to exit");
+                }
+                std::thread::sleep(LOCK_POLL);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "data_dir {} is in use by another tidewater process (lock file {}; waited {:?}, see lock_wait)",
+                data_dir.display(),
+                path.display(),
+                wait
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("data_dir: cannot lock {}", path.display()))
+            }
         }
     }
 }
+
+/// How often a start waiting for the data dir's lock tries again.
+const LOCK_POLL: Duration = Duration::from_millis(200);

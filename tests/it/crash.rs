@@ -365,3 +365,56 @@ fn rolling_updates_while_the_writer_keeps_appending() {
         read_checkpoints(&sandbox)
     );
 }
+
+/// One process per data dir. By default a second one fails at once; with
+/// `lock_wait` it waits for the first to exit (a rolling update whose old
+/// process is still draining) and then carries on from its checkpoint.
+#[test]
+fn a_second_process_fails_or_waits_for_the_data_dir() {
+    let sandbox = Sandbox::new();
+    let first_corpus = generate(&sandbox.logs().join("app.log"), "cri", 1_000, &[]);
+    let config = sandbox.write_config(&Config::absolute(&sandbox, "cri"));
+    let mut first = sandbox.start_run(&config);
+    let mut lake = LakeReader::new(&sandbox.lake());
+    lake.wait_for_seqs(first_corpus.seqs(), &mut first, LAKE_TIMEOUT);
+
+    let refused = sandbox.run_once(&config);
+    refused.assert_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("in use by another tidewater process"),
+        "{}",
+        refused.stderr
+    );
+
+    let text = fs::read_to_string(&config).expect("config");
+    let waiting_config = sandbox.write_file("waiting.toml", format!("lock_wait = \"60s\"\n{text}"));
+    let mut second = sandbox.start_run(&waiting_config);
+    let said = poll_until(Duration::from_secs(20), || {
+        second.assert_running();
+        second.stderr().contains("waiting for it to exit")
+    });
+    assert!(
+        said,
+        "the second process should say it waits: {}",
+        second.stderr()
+    );
+    // Lines logged while the first one drains and the second one waits.
+    let more = generate(
+        &sandbox.logs().join("more.log"),
+        "cri",
+        1_000,
+        &["--start-seq", "50000"],
+    );
+    terminate(first, "TERM");
+    let all = lake.wait_for_seqs(more.seqs(), &mut second, LAKE_TIMEOUT);
+    terminate(second, "TERM");
+    let report = all.seq_report(first_corpus.seqs());
+    assert!(report.missing.is_empty(), "{}", report.describe());
+    assert_eq!(
+        all.seq_report(more.seqs()).duplicate_rows() + report.duplicate_rows(),
+        0,
+        "the second process resumed from the first one's checkpoint"
+    );
+}
