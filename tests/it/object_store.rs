@@ -40,10 +40,20 @@ fn run_s3_once(sandbox: &Sandbox, config: &Path) -> (Finished, Summary) {
 
 /// `tests/duckdb_s3.py`: DuckDB (httpfs) reading `glob` on `moto`.
 fn duckdb_on_s3(moto: &Moto, glob: &str) -> Value {
+    duckdb_s3(moto, glob, &[])
+}
+
+/// `tests/duckdb_s3.py --offsets`: rows and distinct (file, offset) pairs.
+fn duckdb_count_offsets(moto: &Moto, glob: &str) -> Value {
+    duckdb_s3(moto, glob, &["--offsets"])
+}
+
+fn duckdb_s3(moto: &Moto, glob: &str, options: &[&str]) -> Value {
     let endpoint = moto.endpoint().trim_start_matches("http://").to_string();
     let output = std::process::Command::new(python())
         .arg(project_file("tests/duckdb_s3.py"))
         .args([&endpoint, glob])
+        .args(options)
         .output()
         .expect("cannot run tests/duckdb_s3.py");
     assert!(
@@ -734,32 +744,4 @@ fn memory_stays_bounded_while_the_store_stalls() {
         duck["distinct_offsets"], records,
         "every record once: {duck}"
     );
-}
-
-/// Resident memory (VmRSS) of a running process, in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// `tests/duckdb_s3.py --offsets`: rows and distinct (file, offset) pairs.
-fn duckdb_count_offsets(moto: &Moto, glob: &str) -> Value {
-    let endpoint = moto.endpoint().trim_start_matches("http://").to_string();
-    let output = std::process::Command::new(python())
-        .arg(project_file("tests/duckdb_s3.py"))
-        .args([&endpoint, glob, "--offsets"])
-        .output()
-        .expect("cannot run tests/duckdb_s3.py");
-    assert!(
-        output.status.success(),
-        "duckdb_s3.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("duckdb_s3.py prints JSON")
 }
