@@ -9,6 +9,7 @@ CPU-seconds per GB of input and peak RSS (from wait4 of the tidewater process).
     python3 benches/e2e.py                     # 1,000,000 records, 3 runs
     python3 benches/e2e.py --records 200000 --runs 5
     python3 benches/e2e.py --memory-limit 64MiB   # the same with a smaller memory budget
+    python3 benches/e2e.py --rolling              # batches combined into 128 MiB objects (staging files)
 """
 import argparse
 import json
@@ -30,6 +31,7 @@ def main():
     p.add_argument("--binary", default=os.path.join(ROOT, "target/release/tidewater"))
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--memory-limit", help="memory_limit for tidewater (default: its own default)")
+    p.add_argument("--rolling", action="store_true", help='target_file_size = "128MiB": the rolling sink')
     a = p.parse_args()
     a.binary = os.path.abspath(a.binary)
 
@@ -65,6 +67,8 @@ max_age = "2s"
 type = "parquet"
 url = "file://lake"
 """)
+        if a.rolling:
+            f.write('target_file_size = "128MiB"\n')
 
     results = []
     for run in range(a.runs):

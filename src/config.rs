@@ -610,6 +610,17 @@ impl Config {
         out
     }
 
+    /// Each Parquet sink's share of `memory_limit` for its own buffers: the
+    /// half that is not for batches in flight, split evenly.
+    pub fn parquet_buffer_limit(&self) -> u64 {
+        let parquet_sinks = self
+            .sinks
+            .values()
+            .filter(|s| matches!(s, SinkConfig::Parquet(_)))
+            .count() as u64;
+        self.memory_limit / 2 / parquet_sinks.max(1)
+    }
+
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, message: &str| ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -713,12 +724,7 @@ impl Config {
                     "expected at least 1",
                 ));
             }
-            let parquet_sinks = self
-                .sinks
-                .values()
-                .filter(|s| matches!(s, SinkConfig::Parquet(_)))
-                .count() as u64;
-            let share = self.memory_limit / 2 / parquet_sinks.max(1);
+            let share = self.parquet_buffer_limit();
             let least = tidewater_sinks::parquet::min_buffer_limit(
                 usize::try_from(p.part_size).unwrap_or(usize::MAX),
             ) as u64;

@@ -203,7 +203,9 @@ fn run(config: Config, once: bool) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let stats = Arc::new(Stats::default());
     let result = runtime.block_on(async {
-        let pipeline = Pipeline::build(config, &base_dir)?;
+        let Some(pipeline) = Pipeline::build(config, &base_dir)? else {
+            return Ok(Ending::StoppedWaiting);
+        };
         let progress =
             (once && std::io::stderr().is_terminal()).then(|| spawn_progress(Arc::clone(&stats)));
         let ending = pipeline.run(once, Arc::clone(&stats)).await;
@@ -222,6 +224,9 @@ fn run(config: Config, once: bool) -> anyhow::Result<()> {
         ),
         Ending::DeadlineExceeded { in_flight } => {
             tracing::warn!(in_flight, "stopped before every batch was delivered")
+        }
+        Ending::StoppedWaiting => {
+            tracing::info!("stopped while waiting for the data dir; nothing was read")
         }
     }
     Ok(())
@@ -276,10 +281,10 @@ fn spawn_progress(stats: Arc<Stats>) -> tokio::task::JoinHandle<()> {
         let started = std::time::Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let (read, total) = stats.progress();
+            let (read, total, records) = stats.progress();
             bar.set_length(total);
             bar.set_position(read);
-            let rate = stats.summary().records as f64 / started.elapsed().as_secs_f64().max(0.001);
+            let rate = records as f64 / started.elapsed().as_secs_f64().max(0.001);
             bar.set_message(format!("{rate:.0} records/s"));
         }
     })

@@ -7,7 +7,7 @@
 //! waits, and the reader stops reading: the log file is the buffer, and
 //! memory stays bounded however long a sink stalls.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,18 +24,15 @@ const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
 pub struct MemoryBudget {
     permits: Arc<Semaphore>,
     total_units: u32,
-    reserved: Arc<AtomicU64>,
     /// The pipeline's (multi-thread) runtime, whose workers drive the
     /// timers of the waits.
     runtime: tokio::runtime::Handle,
 }
 
-/// Bytes of one batch, returned to the budget when dropped.
+/// One batch's share of the budget, returned when dropped.
 #[derive(Debug)]
 pub struct Reservation {
-    _permit: Option<OwnedSemaphorePermit>,
-    bytes: u64,
-    reserved: Arc<AtomicU64>,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl MemoryBudget {
@@ -45,7 +42,6 @@ impl MemoryBudget {
         Self {
             permits: Arc::new(Semaphore::new(total_units as usize)),
             total_units,
-            reserved: Arc::default(),
             runtime,
         }
     }
@@ -68,40 +64,31 @@ impl MemoryBudget {
         let units = u32::try_from(wanted)
             .unwrap_or(u32::MAX)
             .clamp(1, self.total_units);
-        let permit = loop {
+        loop {
             let acquire = Arc::clone(&self.permits).acquire_many_owned(units);
             let waited = self
                 .runtime
                 .block_on(async { tokio::time::timeout(SHUTDOWN_CHECK, acquire).await });
             match waited {
-                // The semaphore is never closed.
-                Ok(permit) => break permit.ok(),
+                // The semaphore is never closed, so acquiring only waits.
+                Ok(Ok(permit)) => return Some(Reservation { _permit: permit }),
+                Ok(Err(_)) => return None,
                 Err(_) if shutdown.load(Relaxed) => return None,
                 Err(_) => {}
             }
-        };
-        self.reserved.fetch_add(bytes as u64, Relaxed);
-        Some(Reservation {
-            _permit: permit,
-            bytes: bytes as u64,
-            reserved: Arc::clone(&self.reserved),
-        })
+        }
     }
 
-    /// Bytes reserved by batches in flight now.
+    /// Bytes reserved by batches in flight now (a batch larger than the
+    /// whole budget counts as the budget).
     pub fn reserved(&self) -> u64 {
-        self.reserved.load(Relaxed)
+        let free = u64::try_from(self.permits.available_permits()).unwrap_or(u64::MAX);
+        self.limit().saturating_sub(free * UNIT)
     }
 
     /// The budget in bytes.
     pub fn limit(&self) -> u64 {
         u64::from(self.total_units) * UNIT
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.reserved.fetch_sub(self.bytes, Relaxed);
     }
 }
 

@@ -16,7 +16,7 @@ use crate::checkpoint::Checkpoints;
 use crate::health::Health;
 use crate::lock;
 use crate::memory::MemoryBudget;
-use crate::stats::Stats;
+use crate::stats::{registered, Stats};
 
 /// How many batches wait in a sink's queue right now.
 pub type QueueDepth = Box<dyn Fn() -> usize + Send + Sync>;
@@ -55,63 +55,61 @@ impl Metrics {
         memory: Arc<MemoryBudget>,
         queues: Vec<(String, QueueDepth)>,
     ) -> Self {
-        let gauges = Gauges {
-            lag: Family::default(),
-            source_lag: Family::default(),
-            in_flight: Gauge::default(),
-            queue_depth: Family::default(),
-            sink_up: Family::default(),
-            retries: Family::default(),
-            rss: Gauge::default(),
-            reserved: Gauge::default(),
-            budget: Gauge::default(),
-        };
-        stats.with_registry(|r| {
-            r.register(
+        let gauges = stats.with_registry(|r| Gauges {
+            lag: registered(
+                r,
                 "tidewater_checkpoint_lag_bytes",
                 "Bytes of a file not yet delivered to every sink (file size minus committed offset)",
-                gauges.lag.clone(),
-            );
-            r.register(
+                Family::default(),
+            ),
+            source_lag: registered(
+                r,
                 "tidewater_source_lag_bytes",
                 "Bytes of a source's files not yet delivered to every sink",
-                gauges.source_lag.clone(),
-            );
-            r.register(
+                Family::default(),
+            ),
+            in_flight: registered(
+                r,
                 "tidewater_batches_in_flight",
                 "Batches read but not yet acknowledged by every sink",
-                gauges.in_flight.clone(),
-            );
-            r.register(
+                Gauge::default(),
+            ),
+            queue_depth: registered(
+                r,
                 "tidewater_sink_queue_depth",
                 "Batches waiting in a sink's queue",
-                gauges.queue_depth.clone(),
-            );
-            r.register(
+                Family::default(),
+            ),
+            sink_up: registered(
+                r,
                 "tidewater_sink_up",
                 "1 when the sink's last attempt succeeded, 0 while it fails",
-                gauges.sink_up.clone(),
-            );
-            r.register(
+                Family::default(),
+            ),
+            retries: registered(
+                r,
                 "tidewater_sink_retries",
                 "Failed attempts to write to the destination, each retried (background uploads included)",
-                gauges.retries.clone(),
-            );
-            r.register(
+                Family::default(),
+            ),
+            reserved: registered(
+                r,
                 "tidewater_batch_memory_bytes",
-                "Arrow bytes of the batches in flight (reserved from the budget)",
-                gauges.reserved.clone(),
-            );
-            r.register(
+                "Bytes of the memory budget that batches in flight hold",
+                Gauge::default(),
+            ),
+            budget: registered(
+                r,
                 "tidewater_batch_memory_limit_bytes",
                 "The budget for batches in flight: half of memory_limit",
-                gauges.budget.clone(),
-            );
-            r.register(
+                Gauge::default(),
+            ),
+            rss: registered(
+                r,
                 "process_resident_memory_bytes",
                 "Resident memory of the tidewater process",
-                gauges.rss.clone(),
-            );
+                Gauge::default(),
+            ),
         });
         Self {
             stats,

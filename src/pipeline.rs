@@ -63,6 +63,9 @@ pub enum Ending {
     /// The shutdown deadline passed with batches still in flight; they will
     /// be read again on the next start.
     DeadlineExceeded { in_flight: usize },
+    /// A stop signal came while waiting for another process to release the
+    /// data dir: nothing was read.
+    StoppedWaiting,
 }
 
 struct Dispatched {
@@ -83,33 +86,26 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Check the schema, open the sinks and take the data dir's lock.
-    pub fn build(config: Config, base_dir: &Path) -> anyhow::Result<Self> {
+    /// Take the data dir's lock (waiting up to `lock_wait`), check the
+    /// schema and open the sinks. `None`: SIGTERM or SIGINT came while
+    /// waiting for the lock. Must run inside the (multi-thread) runtime.
+    pub fn build(config: Config, base_dir: &Path) -> anyhow::Result<Option<Self>> {
         let data_dir = base_dir.join(&config.data_dir);
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("data_dir: cannot create {}", data_dir.display()))?;
-        let lock = lock_data_dir(&data_dir, config.lock_wait)?;
+        let Some(lock) = lock_data_dir(&data_dir, config.lock_wait)? else {
+            return Ok(None);
+        };
         let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
         // Fail now, not in a reader thread, if the schema cannot be filled.
         Builder::new(&schema, &config.columns, config.batch.clone())
             .map_err(|e| anyhow::anyhow!("schema: {e}"))?;
         let arrow = schema.arrow();
         let mut sinks: Vec<(Arc<dyn Sink>, usize)> = Vec::new();
-        // Half the memory budget is for batches in flight (see `run`), the
-        // other half for the Parquet sinks' own buffers.
-        let parquet_sinks = config
-            .sinks
-            .values()
-            .filter(|s| matches!(s, SinkConfig::Parquet(_)))
-            .count()
-            .max(1) as u64;
-        let buffer_limit =
-            usize::try_from(config.memory_limit / 2 / parquet_sinks).unwrap_or(usize::MAX);
         for (name, sink) in &config.sinks {
             match sink {
                 SinkConfig::Parquet(p) => {
-                    let mut cfg = parquet_config(name, p, &data_dir);
-                    cfg.buffer_limit = buffer_limit;
+                    let cfg = parquet_config(&config, name, p, &data_dir);
                     sinks.push((
                         Arc::new(ParquetSink::new(name, &cfg, &arrow, base_dir)?),
                         p.concurrency,
@@ -133,14 +129,14 @@ impl Pipeline {
                 }
             }
         }
-        Ok(Self {
+        Ok(Some(Self {
             config,
             base_dir: base_dir.to_path_buf(),
             data_dir,
             schema,
             sinks,
             _lock: lock,
-        })
+        }))
     }
 
     /// Run until the sources end (`once`) or a signal stops them.
@@ -213,7 +209,7 @@ impl Pipeline {
                 }),
             ));
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
-            let sink_stats = stats.sink(sink.name());
+            let sink_stats = stats.sink(sink);
             for _ in 0..*concurrency {
                 workers.spawn(worker(
                     Arc::clone(sink),
@@ -360,8 +356,13 @@ impl Pipeline {
     }
 }
 
-/// The sink crate's settings for the `[sinks.<name>]` table `p`.
-fn parquet_config(name: &str, p: &ParquetSinkConfig, data_dir: &Path) -> ParquetConfig {
+/// The sink crate's settings for the `[sinks.<name>]` table `p` of `config`.
+fn parquet_config(
+    config: &Config,
+    name: &str,
+    p: &ParquetSinkConfig,
+    data_dir: &Path,
+) -> ParquetConfig {
     ParquetConfig {
         url: p.url.clone(),
         store: p.store_options(),
@@ -374,7 +375,7 @@ fn parquet_config(name: &str, p: &ParquetSinkConfig, data_dir: &Path) -> Parquet
             max_file_age,
             staging_dir: data_dir.join("staging").join(name),
         }),
-        buffer_limit: tidewater_sinks::parquet::DEFAULT_BUFFER_LIMIT,
+        buffer_limit: usize::try_from(config.parquet_buffer_limit()).unwrap_or(usize::MAX),
     }
 }
 
@@ -391,7 +392,7 @@ pub async fn probe_sinks(
     for (name, sink) in &config.sinks {
         match sink {
             SinkConfig::Parquet(p) => {
-                let mut cfg = parquet_config(name, p, Path::new(""));
+                let mut cfg = parquet_config(config, name, p, Path::new(""));
                 cfg.rolling = None;
                 let probe = match ParquetSink::new(name, &cfg, &arrow, base_dir) {
                     Ok(sink) => {
@@ -503,7 +504,7 @@ async fn worker(
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Delivery::Retry(e) => {
-                    w.stats.retries.inc();
+                    // The sink counted the failed attempt (its health state).
                     let delay = backoff.next_delay();
                     if e.is_permanent() {
                         tracing::error!(sink = sink.name(), batch = %item.batch.id, error = %e, retry_in = ?delay, "delivery cannot succeed until this is fixed; retrying");
@@ -538,8 +539,10 @@ async fn save(store: &Arc<Mutex<Checkpoints>>) -> anyhow::Result<()> {
 }
 
 /// One process per data dir: two would overwrite each other's checkpoints.
-/// Waits up to `wait` for another process to release it.
-fn lock_data_dir(data_dir: &Path, wait: Duration) -> anyhow::Result<std::fs::File> {
+/// Waits up to `wait` for another process to release it; `None` if a stop
+/// signal comes meanwhile (the caller blocks the thread it runs on, so the
+/// signals are watched by a task on the runtime's workers).
+fn lock_data_dir(data_dir: &Path, wait: Duration) -> anyhow::Result<Option<std::fs::File>> {
     let path = data_dir.join("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -548,27 +551,55 @@ fn lock_data_dir(data_dir: &Path, wait: Duration) -> anyhow::Result<std::fs::Fil
         .open(&path)
         .with_context(|| format!("data_dir: cannot open {}", path.display()))?;
     let started = std::time::Instant::now();
-    let mut said = false;
-    loop {
+    let mut stop: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> = None;
+    let locked = loop {
         match file.try_lock() {
-            Ok(()) => return Ok(file),
+            Ok(()) => break Ok(Some(file)),
             Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
-                if !std::mem::replace(&mut said, true) {
-                    tracing::info!(data_dir = %data_dir.display(), lock_wait = ?wait, "data_dir is in use by another tidewater process; waiting for it to exit");
+                let (stopped, _) = match &stop {
+                    Some(s) => s,
+                    None => {
+                        tracing::info!(data_dir = %data_dir.display(), lock_wait = ?wait, "data_dir is in use by another tidewater process; waiting for it to exit");
+                        stop.insert(watch_stop_signals()?)
+                    }
+                };
+                if stopped.load(Ordering::Relaxed) {
+                    break Ok(None);
                 }
                 std::thread::sleep(LOCK_POLL);
             }
-            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            Err(std::fs::TryLockError::WouldBlock) => break Err(anyhow::anyhow!(
                 "data_dir {} is in use by another tidewater process (lock file {}; waited {:?}, see lock_wait)",
                 data_dir.display(),
                 path.display(),
                 wait
-            ),
+            )),
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("data_dir: cannot lock {}", path.display()))
+                break Err(e).with_context(|| format!("data_dir: cannot lock {}", path.display()))
             }
         }
+    };
+    // `run` listens for the signals from here on.
+    if let Some((_, watcher)) = stop {
+        watcher.abort();
     }
+    locked
+}
+
+/// A flag set by the first SIGTERM or SIGINT, and the task that sets it.
+fn watch_stop_signals() -> anyhow::Result<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> {
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let stopped = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stopped);
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
+        }
+        flag.store(true, Ordering::Relaxed);
+    });
+    Ok((stopped, task))
 }
 
 /// How often a start waiting for the data dir's lock tries again.

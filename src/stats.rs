@@ -14,8 +14,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use serde::Serialize;
+use tidewater_sinks::Sink;
 
 use crate::lock;
 
@@ -41,16 +42,15 @@ pub struct SourceStats {
 }
 
 /// What one sink counts.
-#[derive(Debug)]
 pub struct SinkStats {
     pub rows_delivered: Counter,
     pub rows_dead_lettered: Counter,
-    /// Batches the pipeline retried (for the exit summary; `/metrics`
-    /// counts every failed attempt instead, see [`crate::metrics`]).
-    pub retries: Counter,
     /// Seconds from a batch's first delivery attempt to its acknowledgement
     /// (retries and, for staged rows, the wait until they are durable).
     pub batch_seconds: Histogram,
+    /// The sink itself: its health state counts failed attempts (every one
+    /// is retried), background uploads included.
+    sink: Arc<dyn Sink>,
 }
 
 /// Every source's and sink's counters, and the Prometheus registry that
@@ -83,6 +83,13 @@ fn batch_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 18))
 }
 
+/// Register `metric` as `name` and hand it back: metrics and families are
+/// shared handles, so the caller keeps updating what the registry exports.
+pub fn registered<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    r.register(name, help, metric.clone());
+    metric
+}
+
 /// A snapshot of [`Stats`], summed over sources and sinks, as printed at exit.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Summary {
@@ -102,84 +109,75 @@ pub struct Summary {
 
 impl Default for Stats {
     fn default() -> Self {
-        let families = Families {
-            files: Counters::default(),
-            lines: Counters::default(),
-            bytes: Counters::default(),
-            records: Counters::default(),
-            parse_errors: Counters::default(),
-            truncated: Counters::default(),
-            invalid_utf8: Counters::default(),
-            empty_lines: Counters::default(),
-            unreadable_files: Counters::default(),
-            open_files: Family::default(),
-            rows_delivered: Counters::default(),
-            rows_dead_lettered: Counters::default(),
-            batch_seconds: Family::new_with_constructor(batch_histogram),
-        };
         let mut r = Registry::default();
-        let f = &families;
-        r.register(
-            "tidewater_source_files_opened",
-            "Files a source started reading",
-            f.files.clone(),
-        );
-        r.register("tidewater_source_lines", "Lines read", f.lines.clone());
-        r.register(
-            "tidewater_source_read_bytes",
-            "Bytes read from log files",
-            f.bytes.clone(),
-        );
-        r.register(
-            "tidewater_source_records",
-            "Records produced (CRI/Docker partial lines joined)",
-            f.records.clone(),
-        );
-        r.register(
-            "tidewater_source_parse_errors",
-            "Records kept raw because they could not be parsed",
-            f.parse_errors.clone(),
-        );
-        r.register(
-            "tidewater_source_truncated_records",
-            "Records cut at max_line_bytes",
-            f.truncated.clone(),
-        );
-        r.register(
-            "tidewater_source_invalid_utf8_records",
-            "Records with invalid UTF-8, kept lossy",
-            f.invalid_utf8.clone(),
-        );
-        r.register(
-            "tidewater_source_empty_lines",
-            "Empty lines skipped",
-            f.empty_lines.clone(),
-        );
-        r.register(
-            "tidewater_source_unreadable_files",
-            "Files that could not be opened",
-            f.unreadable_files.clone(),
-        );
-        r.register(
-            "tidewater_source_open_files",
-            "Files held open by a source",
-            f.open_files.clone(),
-        );
-        r.register(
-            "tidewater_sink_records_delivered",
-            "Records a sink acknowledged (durable)",
-            f.rows_delivered.clone(),
-        );
-        r.register(
-            "tidewater_sink_records_dead_lettered",
-            "Records a sink rejected, written to the dead letter",
-            f.rows_dead_lettered.clone(),
-        );
-        r.register(
-            "tidewater_sink_batch_duration_seconds",
-            "From a batch's first delivery attempt to its acknowledgement",
-            f.batch_seconds.clone(),
-        );
+        let counters = |r: &mut Registry, name: &str, help: &str| {
+            registered(r, name, help, Counters::default())
+        };
+        let families = Families {
+            files: counters(
+                &mut r,
+                "tidewater_source_files_opened",
+                "Files a source started reading",
+            ),
+            lines: counters(&mut r, "tidewater_source_lines", "Lines read"),
+            bytes: counters(
+                &mut r,
+                "tidewater_source_read_bytes",
+                "Bytes read from log files",
+            ),
+            records: counters(
+                &mut r,
+                "tidewater_source_records",
+                "Records produced (CRI/Docker partial lines joined)",
+            ),
+            parse_errors: counters(
+                &mut r,
+                "tidewater_source_parse_errors",
+                "Records kept raw because they could not be parsed",
+            ),
+            truncated: counters(
+                &mut r,
+                "tidewater_source_truncated_records",
+                "Records cut at max_line_bytes",
+            ),
+            invalid_utf8: counters(
+                &mut r,
+                "tidewater_source_invalid_utf8_records",
+                "Records with invalid UTF-8, kept lossy",
+            ),
+            empty_lines: counters(
+                &mut r,
+                "tidewater_source_empty_lines",
+                "Empty lines skipped",
+            ),
+            unreadable_files: counters(
+                &mut r,
+                "tidewater_source_unreadable_files",
+                "Files that could not be opened",
+            ),
+            open_files: registered(
+                &mut r,
+                "tidewater_source_open_files",
+                "Files held open by a source",
+                Family::default(),
+            ),
+            rows_delivered: counters(
+                &mut r,
+                "tidewater_sink_records_delivered",
+                "Records a sink acknowledged (durable)",
+            ),
+            rows_dead_lettered: counters(
+                &mut r,
+                "tidewater_sink_records_dead_lettered",
+                "Records a sink rejected, written to the dead letter",
+            ),
+            batch_seconds: registered(
+                &mut r,
+                "tidewater_sink_batch_duration_seconds",
+                "From a batch's first delivery attempt to its acknowledgement",
+                Family::new_with_constructor(batch_histogram),
+            ),
+        };
         Self {
             registry: Mutex::new(r),
             families,
@@ -211,15 +209,15 @@ impl Stats {
         s
     }
 
-    /// The counters of the sink `name` (created on first use).
-    pub fn sink(&self, name: &str) -> Arc<SinkStats> {
-        let l = [("sink", name.to_string())];
+    /// The counters of `sink`.
+    pub fn sink(&self, sink: &Arc<dyn Sink>) -> Arc<SinkStats> {
+        let l = [("sink", sink.name().to_string())];
         let f = &self.families;
         let s = Arc::new(SinkStats {
             rows_delivered: f.rows_delivered.get_or_create_owned(&l),
             rows_dead_lettered: f.rows_dead_lettered.get_or_create_owned(&l),
-            retries: Counter::default(),
             batch_seconds: f.batch_seconds.get_or_create_owned(&l),
+            sink: Arc::clone(sink),
         });
         lock(&self.sinks).push(Arc::clone(&s));
         s
@@ -238,12 +236,14 @@ impl Stats {
         out
     }
 
-    /// Bytes read so far and bytes to read in all (for the progress bar).
-    pub fn progress(&self) -> (u64, u64) {
+    /// Bytes read so far, bytes to read in all and records so far (for the
+    /// progress bar).
+    pub fn progress(&self) -> (u64, u64, u64) {
         let s = lock(&self.sources);
         (
             s.iter().map(|s| s.bytes.get()).sum(),
             s.iter().map(|s| s.bytes_total.load(Relaxed)).sum(),
+            s.iter().map(|s| s.records.get()).sum(),
         )
     }
 
@@ -264,7 +264,7 @@ impl Stats {
             unreadable_files: src(|s| &s.unreadable_files),
             rows_delivered: snk(|s| &s.rows_delivered),
             rows_dead_lettered: snk(|s| &s.rows_dead_lettered),
-            sink_retries: snk(|s| &s.retries),
+            sink_retries: sinks.iter().map(|s| s.sink.health().failed_total()).sum(),
         }
     }
 }

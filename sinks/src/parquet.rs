@@ -52,7 +52,7 @@ pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 pub const MIN_PART_SIZE: usize = 5 << 20;
 
 /// The default `buffer_limit`: room for every buffer at its fastest size.
-pub const DEFAULT_BUFFER_LIMIT: usize = 128 << 20;
+const DEFAULT_BUFFER_LIMIT: usize = 128 << 20;
 
 /// Staging files open at once; opening one more completes the oldest.
 const MAX_OPEN_FILES: usize = 16;

@@ -400,14 +400,14 @@ fn a_second_process_fails_or_waits_for_the_data_dir() {
         "the second process should say it waits: {}",
         second.stderr()
     );
-    // Lines logged while the first one drains and the second one waits.
+    terminate(first, "TERM");
+    // Lines logged after the first one exited: only the second can deliver them.
     let more = generate(
         &sandbox.logs().join("more.log"),
         "cri",
         1_000,
         &["--start-seq", "50000"],
     );
-    terminate(first, "TERM");
     let all = lake.wait_for_seqs(more.seqs(), &mut second, LAKE_TIMEOUT);
     terminate(second, "TERM");
     let report = all.seq_report(first_corpus.seqs());
@@ -417,4 +417,32 @@ fn a_second_process_fails_or_waits_for_the_data_dir() {
         0,
         "the second process resumed from the first one's checkpoint"
     );
+}
+
+/// SIGTERM while waiting for the data dir exits 0 at once: nothing was read.
+#[test]
+fn sigterm_while_waiting_for_the_data_dir_exits_zero() {
+    let sandbox = Sandbox::new();
+    generate(&sandbox.logs().join("app.log"), "cri", 100, &[]);
+    let config = sandbox.write_config(&Config::absolute(&sandbox, "cri"));
+    let mut first = sandbox.start_run(&config);
+    let lake = LakeReader::new(&sandbox.lake());
+    lake.wait_for_a_file(&mut first, LAKE_TIMEOUT);
+
+    let text = fs::read_to_string(&config).expect("config");
+    let waiting_config = sandbox.write_file("waiting.toml", format!("lock_wait = \"60s\"\n{text}"));
+    let mut second = sandbox.start_run(&waiting_config);
+    let waiting = poll_until(Duration::from_secs(20), || {
+        second.assert_running();
+        second.stderr().contains("waiting for it to exit")
+    });
+    assert!(waiting, "{}", second.stderr());
+    let stopped = terminate(second, "TERM");
+    assert_eq!(stopped.summary().get("records"), 0, "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("stopped while waiting"),
+        "{}",
+        stopped.stderr
+    );
+    terminate(first, "TERM");
 }
