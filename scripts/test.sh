@@ -104,6 +104,19 @@ if ! listening 5672; then
   t=$((SECONDS + 90)); until listening 5672; do ((SECONDS < t)) || die "RabbitMQ did not start within 90s"; sleep 0.5; done
 fi
 
+# The BigQuery emulator (bqemulator: REST and the Storage Write API), in a
+# venv of its own: it pins a duckdb of its own that must not replace the
+# one above. numpy is needed by its duckdb but not declared. The tests start
+# it through tests/bqemu_offline.py, one emulator per test.
+BQEMULATOR_VERSION=1.4.0
+BQ_VENV="$ROOT/target/bq-venv"
+if ! "$BQ_VENV/bin/python" -c "import sys, numpy, importlib.metadata as m; sys.exit(m.version('bqemulator') != '$BQEMULATOR_VERSION')" 2>/dev/null; then
+  say "installing bqemulator==$BQEMULATOR_VERSION into $BQ_VENV"
+  [ -x "$BQ_VENV/bin/python" ] || "$PYTHON_FOR_VENV" -m venv "$BQ_VENV" || die "cannot create a venv at $BQ_VENV"
+  "$BQ_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "bqemulator==$BQEMULATOR_VERSION" numpy
+fi
+export TIDEWATER_TEST_BQEMU="$BQ_VENV/bin/python"
+
 export TIDEWATER_TEST_MOTO="$VENV/bin/moto_server"
 export TIDEWATER_TEST_FAKE_GCS="$(fake_gcs)"
 

@@ -31,6 +31,8 @@ pub struct Batch {
     /// overwrite another batch's object.
     pub id: String,
     pub records: RecordBatch,
+    /// Where each row was read (one per row).
+    pub origins: Vec<tidewater_sinks::RowOrigin>,
     /// For each file: every byte before this offset is in this batch or an earlier one.
     pub acks: Vec<(FileId, u64)>,
     /// Bytes of input lines in the batch.
@@ -94,6 +96,8 @@ pub struct Builder {
     started: Option<Instant>,
     /// Per file in the batch: (fingerprint, first row offset, last row offset).
     spans: Vec<(u64, u64, u64)>,
+    /// Per row: its file's fingerprint and offset.
+    origins: Vec<tidewater_sinks::RowOrigin>,
     acks: Vec<(FileId, u64)>,
 }
 
@@ -199,6 +203,7 @@ impl Builder {
             bytes: 0,
             started: None,
             spans: Vec::new(),
+            origins: Vec::new(),
             acks: Vec::new(),
         })
     }
@@ -263,6 +268,10 @@ impl Builder {
                 None => self.spans.push((meta.fingerprint, rec.offset, rec.offset)),
             },
         }
+        self.origins.push(tidewater_sinks::RowOrigin {
+            fingerprint: meta.fingerprint,
+            offset: rec.offset,
+        });
         self.rows += 1;
         self.started.get_or_insert_with(Instant::now);
     }
@@ -314,6 +323,7 @@ impl Builder {
         let batch = Batch {
             id: batch_id(&std::mem::take(&mut self.spans)),
             records,
+            origins: std::mem::take(&mut self.origins),
             acks: std::mem::take(&mut self.acks),
             input_bytes: self.bytes,
             memory: None,

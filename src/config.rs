@@ -319,6 +319,89 @@ impl Default for BatchConfig {
 pub enum SinkConfig {
     Parquet(ParquetSinkConfig),
     Amqp(AmqpSinkConfig),
+    Bigquery(BigQuerySinkConfig),
+}
+
+/// `type = "bigquery"`: rows streamed into a BigQuery table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BigQuerySinkConfig {
+    pub project: String,
+    pub dataset: String,
+    /// May hold `{date}` and `{<STRING column>}` (one table per value).
+    pub table: String,
+    /// The table's BigQuery JSON schema; default: the pipeline's `schema`
+    /// (with its `[[columns]]`), as `tidewater schema --format bigquery` prints it.
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
+    /// A service-account key file; default: Application Default Credentials.
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    /// REST base URL of an emulator (`http://127.0.0.1:9050`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Storage Write API URL of an emulator (`http://127.0.0.1:9060`).
+    #[serde(default)]
+    pub storage_endpoint: Option<String>,
+    /// `insert_all` or `storage_write` (checked by `Config::load`, so that
+    /// a bad value is reported with its key: see [`BigQuerySinkConfig::api`]).
+    #[serde(default = "default_api", rename = "api")]
+    pub api_name: String,
+    #[serde(default)]
+    pub create_table: bool,
+    #[serde(default)]
+    pub update_schema: bool,
+    #[serde(default = "default_location")]
+    pub location: String,
+    /// Day partitioning of a created table; `""` for none.
+    #[serde(default = "default_partition_field")]
+    pub partition_field: String,
+    #[serde(default = "default_clustering")]
+    pub clustering: Vec<String>,
+    #[serde(default = "default_max_rows_per_request")]
+    pub max_rows_per_request: usize,
+    #[serde(default = "default_max_request_bytes", deserialize_with = "size")]
+    pub max_request_bytes: u64,
+    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Batches this sink sends at the same time.
+    #[serde(default = "default_bigquery_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_api() -> String {
+    "insert_all".into()
+}
+
+impl BigQuerySinkConfig {
+    /// The API named by `api`.
+    pub fn api(&self) -> Result<tidewater_sinks::bigquery::Api, String> {
+        match self.api_name.as_str() {
+            "insert_all" => Ok(tidewater_sinks::bigquery::Api::InsertAll),
+            "storage_write" => Ok(tidewater_sinks::bigquery::Api::StorageWrite),
+            other => Err(format!(
+                "expected \"insert_all\" or \"storage_write\", got {other:?}"
+            )),
+        }
+    }
+}
+fn default_location() -> String {
+    "US".into()
+}
+fn default_partition_field() -> String {
+    "timestamp".into()
+}
+fn default_clustering() -> Vec<String> {
+    vec!["namespace".into(), "pod".into(), "container".into()]
+}
+fn default_max_rows_per_request() -> usize {
+    10_000
+}
+fn default_max_request_bytes() -> u64 {
+    9_000_000
+}
+fn default_bigquery_concurrency() -> usize {
+    4
 }
 
 /// `type = "amqp"`: error events to RabbitMQ.
@@ -699,6 +782,12 @@ impl Config {
         for (name, sink) in &self.sinks {
             let p = match sink {
                 SinkConfig::Parquet(p) => p,
+                SinkConfig::Bigquery(b) => {
+                    check_bigquery(name, b).map_err(|(key, message)| {
+                        invalid(format!("sinks.{name}.{key}"), &message)
+                    })?;
+                    continue;
+                }
                 SinkConfig::Amqp(a) => {
                     if let Err(e) = tidewater_sinks::when::Condition::parse(&a.when) {
                         return Err(invalid(format!("sinks.{name}.when"), &e));
@@ -772,6 +861,71 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A `type = "bigquery"` sink's keys: `Err((key, what was expected))`.
+fn check_bigquery(name: &str, b: &BigQuerySinkConfig) -> Result<(), (&'static str, String)> {
+    use tidewater_sinks::bigquery::{Api, MAX_REQUEST_BYTES, MAX_ROWS_PER_REQUEST};
+    let id = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    };
+    if !id(&b.project) {
+        return Err((
+            "project",
+            "expected a project id (letters, digits, -)".into(),
+        ));
+    }
+    if b.dataset.is_empty()
+        || !b
+            .dataset
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(("dataset", "expected letters, digits and _".into()));
+    }
+    if b.table.is_empty() {
+        return Err(("table", "expected a table name".into()));
+    }
+    if b.max_rows_per_request == 0 || b.max_rows_per_request > MAX_ROWS_PER_REQUEST {
+        return Err((
+            "max_rows_per_request",
+            format!("expected 1 to {MAX_ROWS_PER_REQUEST} (BigQuery's limit per request)"),
+        ));
+    }
+    if b.max_request_bytes < 1024 || b.max_request_bytes > MAX_REQUEST_BYTES as u64 {
+        return Err((
+            "max_request_bytes",
+            format!(
+                "expected 1KiB to {MAX_REQUEST_BYTES} bytes (BigQuery refuses larger requests)"
+            ),
+        ));
+    }
+    if b.request_timeout.is_zero() {
+        return Err(("request_timeout", "expected more than 0s".into()));
+    }
+    if b.concurrency == 0 {
+        return Err(("concurrency", "expected at least 1".into()));
+    }
+    for (key, url) in [
+        ("endpoint", &b.endpoint),
+        ("storage_endpoint", &b.storage_endpoint),
+    ] {
+        if let Some(u) = url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err((key, format!("expected http://… or https://…, got {u:?}")));
+            }
+        }
+    }
+    let api = b.api().map_err(|e| ("api", e))?;
+    if api == Api::StorageWrite && b.endpoint.is_some() && b.storage_endpoint.is_none() {
+        return Err((
+            "storage_endpoint",
+            format!("sinks.{name}.endpoint is an emulator: set the emulator's Storage Write (gRPC) URL too, e.g. http://127.0.0.1:9060"),
+        ));
+    }
+    Ok(())
 }
 
 /// toml's message already quotes the line and names the key; add the line

@@ -203,7 +203,7 @@ fn run(config: Config, once: bool) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let stats = Arc::new(Stats::default());
     let result = runtime.block_on(async {
-        let Some(pipeline) = Pipeline::build(config, &base_dir)? else {
+        let Some(pipeline) = Pipeline::build(config, &base_dir).await? else {
             return Ok(Ending::StoppedWaiting);
         };
         let progress =
@@ -243,16 +243,7 @@ fn connect_sinks(config: &Config) -> anyhow::Result<bool> {
     let mut all_ok = true;
     for (name, probe) in probes {
         match probe {
-            Ok(p) => {
-                let newest = match &p.newest {
-                    Some((key, rows)) => format!(", newest {key} ({rows} rows)"),
-                    None => String::new(),
-                };
-                println!(
-                    "sinks.{name}: reachable: {} holds {} Parquet objects, {} bytes{newest}",
-                    p.destination, p.objects, p.bytes
-                );
-            }
+            Ok(line) => println!("sinks.{name}: {line}"),
             Err(e) => {
                 all_ok = false;
                 let hint = if e.is_permanent() {

@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::FutureExt;
 use tidewater_sinks::amqp::{AmqpConfig, AmqpSink};
+use tidewater_sinks::bigquery::{BigQueryConfig, BigQuerySink};
 use tidewater_sinks::parquet::{ParquetConfig, ParquetSink, Probe, Rolling};
 use tidewater_sinks::when::Condition;
 use tidewater_sinks::{Backoff, Delivery, Sink, SinkBatch};
@@ -32,7 +34,7 @@ use tokio::time::Instant;
 use crate::ack::{AckTracker, BatchId};
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{self, Checkpoints};
-use crate::config::{Config, ParquetSinkConfig, SinkConfig, SourceConfig};
+use crate::config::{BigQuerySinkConfig, Config, ParquetSinkConfig, SinkConfig, SourceConfig};
 use crate::health::Health;
 use crate::lock;
 use crate::memory::{MemoryBudget, Reservation};
@@ -89,7 +91,8 @@ impl Pipeline {
     /// Take the data dir's lock (waiting up to `lock_wait`), check the
     /// schema and open the sinks. `None`: SIGTERM or SIGINT came while
     /// waiting for the lock. Must run inside the (multi-thread) runtime.
-    pub fn build(config: Config, base_dir: &Path) -> anyhow::Result<Option<Self>> {
+    /// A BigQuery sink's table is created and checked here.
+    pub async fn build(config: Config, base_dir: &Path) -> anyhow::Result<Option<Self>> {
         let data_dir = base_dir.join(&config.data_dir);
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("data_dir: cannot create {}", data_dir.display()))?;
@@ -126,6 +129,13 @@ impl Pipeline {
                     };
                     // One publisher: events of a source stay in order.
                     sinks.push((Arc::new(AmqpSink::new(name, cfg)?), 1));
+                }
+                SinkConfig::Bigquery(b) => {
+                    let cfg = bigquery_config(name, b, &schema, base_dir)?;
+                    let sink = BigQuerySink::connect(cfg, &arrow)
+                        .await
+                        .with_context(|| format!("sinks.{name}"))?;
+                    sinks.push((Arc::new(sink), b.concurrency));
                 }
             }
         }
@@ -262,6 +272,7 @@ impl Pipeline {
                     batch: SinkBatch {
                         id: batch.id,
                         records: batch.records,
+                        origins: batch.origins.into(),
                     },
                     _memory: batch.memory,
                 });
@@ -379,40 +390,105 @@ fn parquet_config(
     }
 }
 
+/// The sink crate's settings for the `[sinks.<name>]` table `b`.
+fn bigquery_config(
+    name: &str,
+    b: &BigQuerySinkConfig,
+    schema: &TableSchema,
+    base_dir: &Path,
+) -> anyhow::Result<BigQueryConfig> {
+    let schema_json = match &b.schema {
+        Some(path) => {
+            let path = base_dir.join(path);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("sinks.{name}.schema: cannot read {}", path.display()))?
+        }
+        None => schema.to_bigquery_json(),
+    };
+    Ok(BigQueryConfig {
+        name: name.to_string(),
+        project: b.project.clone(),
+        dataset: b.dataset.clone(),
+        table: b.table.clone(),
+        schema_json,
+        credentials: b.credentials.as_ref().map(|p| base_dir.join(p)),
+        endpoint: b.endpoint.clone(),
+        storage_endpoint: b.storage_endpoint.clone(),
+        api: b
+            .api()
+            .map_err(|e| anyhow::anyhow!("sinks.{name}.api: {e}"))?,
+        create_table: b.create_table,
+        update_schema: b.update_schema,
+        location: b.location.clone(),
+        partition_field: Some(b.partition_field.clone()).filter(|f| !f.is_empty()),
+        clustering: b.clustering.clone(),
+        max_rows_per_request: b.max_rows_per_request,
+        max_request_bytes: usize::try_from(b.max_request_bytes).unwrap_or(usize::MAX),
+        request_timeout: b.request_timeout,
+    })
+}
+
 /// `tidewater validate --connect`: reach every sink's destination (list it
 /// and read the newest object's footer) without writing anything and
 /// without touching a running instance's data dir.
 pub async fn probe_sinks(
     config: &Config,
     base_dir: &Path,
-) -> anyhow::Result<Vec<(String, Result<Probe, tidewater_sinks::SinkError>)>> {
+) -> anyhow::Result<Vec<(String, Result<String, tidewater_sinks::SinkError>)>> {
     let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
     let arrow = schema.arrow();
+    let arrow = &arrow;
     let mut out = Vec::new();
     for (name, sink) in &config.sinks {
-        match sink {
+        let (timeout, probe) = match sink {
             SinkConfig::Parquet(p) => {
                 let mut cfg = parquet_config(config, name, p, Path::new(""));
                 cfg.rolling = None;
-                let probe = match ParquetSink::new(name, &cfg, &arrow, base_dir) {
-                    Ok(sink) => {
-                        match tokio::time::timeout(p.request_timeout * 4, sink.probe()).await {
-                            Ok(result) => result,
-                            Err(_) => Err(tidewater_sinks::SinkError::Task(format!(
-                                "no answer within {:?}",
-                                p.request_timeout * 4
-                            ))),
-                        }
-                    }
-                    Err(e) => Err(e),
+                let probe = async move {
+                    ParquetSink::new(name, &cfg, arrow, base_dir)?
+                        .probe()
+                        .await
+                        .map(|p| describe_probe(&p))
                 };
-                out.push((name.clone(), probe));
+                (p.request_timeout * 4, probe.boxed())
+            }
+            SinkConfig::Bigquery(b) => {
+                let mut cfg = bigquery_config(name, b, &schema, base_dir)?;
+                // Read only: nothing is created or altered.
+                cfg.create_table = false;
+                cfg.update_schema = false;
+                let probe = async move {
+                    BigQuerySink::connect(cfg, arrow)
+                        .await?
+                        .probe()
+                        .await
+                        .map(|table| format!("reachable: table {table}"))
+                };
+                (b.request_timeout * 4, probe.boxed())
             }
             // Publishing is the only way to test a broker; nothing is probed.
-            SinkConfig::Amqp(_) => {}
-        }
+            SinkConfig::Amqp(_) => continue,
+        };
+        let result = match tokio::time::timeout(timeout, probe).await {
+            Ok(result) => result,
+            Err(_) => Err(tidewater_sinks::SinkError::Task(format!(
+                "no answer within {timeout:?}"
+            ))),
+        };
+        out.push((name.clone(), result));
     }
     Ok(out)
+}
+
+fn describe_probe(p: &Probe) -> String {
+    let newest = match &p.newest {
+        Some((key, rows)) => format!(", newest {key} ({rows} rows)"),
+        None => String::new(),
+    };
+    format!(
+        "reachable: {} holds {} Parquet objects, {} bytes{newest}",
+        p.destination, p.objects, p.bytes
+    )
 }
 
 /// Acknowledgements still waiting for staged rows to become durable.

@@ -25,6 +25,9 @@ pub enum SinkError {
     /// The AMQP broker could not be reached or refused (never with the password).
     #[error("amqp: {0}")]
     Amqp(String),
+    /// BigQuery refused or failed a request (never with a token).
+    #[error("bigquery: {message}")]
+    BigQuery { message: String, permanent: bool },
     /// A task the sink ran on the blocking pool died.
     #[error("encoder task failed: {0}")]
     Task(String),
@@ -41,6 +44,7 @@ impl SinkError {
                 source.kind(),
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
             ),
+            SinkError::BigQuery { permanent, .. } => *permanent,
             SinkError::Encode(_) | SinkError::Task(_) | SinkError::Amqp(_) => false,
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod amqp;
 mod backoff;
+pub mod bigquery;
 mod error;
 pub mod event;
 mod health;
@@ -33,6 +34,20 @@ pub struct SinkBatch {
     pub id: String,
     /// The rows, in the order they were read.
     pub records: RecordBatch,
+    /// Where each row was read, one per row of `records` (empty when the
+    /// batch was not read from files). Stable across retries, restarts and
+    /// renames of the file, so a destination with row-level de-duplication
+    /// (BigQuery's `insertId`) recognises a row it has seen.
+    pub origins: std::sync::Arc<[RowOrigin]>,
+}
+
+/// The source position of one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RowOrigin {
+    /// The fingerprint of the file's first bytes (its identity across renames).
+    pub fingerprint: u64,
+    /// Byte offset of the row's first line in that file.
+    pub offset: u64,
 }
 
 /// Rows of a batch that the destination can never accept.

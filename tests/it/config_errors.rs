@@ -357,3 +357,51 @@ fn memory_limit_too_small_for_batches_or_buffers_is_rejected() {
         .finish(RUN_ONCE_TIMEOUT)
         .assert_success();
 }
+
+#[test]
+fn bigquery_settings_are_checked_by_validate() {
+    let base = Config::relative("cri").to_toml();
+    let sink = |keys: &str| {
+        format!(
+            "{base}\n[sinks.warehouse]\ntype = \"bigquery\"\nproject = \"p\"\ndataset = \"logs\"\ntable = \"t\"\n{keys}"
+        )
+    };
+    // The bundled example validates (its project comes from the environment;
+    // its schema path is relative to the working directory).
+    let sandbox = Sandbox::new();
+    sandbox.write_file(
+        "schemas/app_log.json",
+        std::fs::read(project_file("schemas/app_log.json")).expect("schemas/app_log.json"),
+    );
+    let finished = sandbox
+        .spawn_with_env(
+            &[
+                "validate",
+                "--config",
+                path_str(&project_file("examples/bigquery.toml")),
+            ],
+            &[("GOOGLE_CLOUD_PROJECT", "my-project")],
+        )
+        .finish(RUN_ONCE_TIMEOUT);
+    finished.assert_success();
+
+    let config = sink("max_rows_per_request = 60000\n");
+    let out = assert_rejected(
+        "bq-rows.toml",
+        &config,
+        "sinks.warehouse.max_rows_per_request",
+        &[],
+    );
+    assert!(out.stderr.contains("50000"), "{}", out.stderr);
+    let config = sink("api = \"storage_write\"\nendpoint = \"http://127.0.0.1:9050\"\n");
+    assert_rejected(
+        "bq-grpc.toml",
+        &config,
+        "sinks.warehouse.storage_endpoint",
+        &[],
+    );
+    let config = sink("api = \"streaming\"\n");
+    assert_rejected("bq-api.toml", &config, "sinks.warehouse.api", &[]);
+    let config = sink("dataset = \"my logs\"\n").replace("dataset = \"logs\"\n", "");
+    assert_rejected("bq-dataset.toml", &config, "sinks.warehouse.dataset", &[]);
+}

@@ -15,6 +15,10 @@
 //! - `alerts`: error events through a real RabbitMQ to `tidewater notify` and a
 //!   local stand-in for Slack's webhook: grouping, retries, dead letters, an
 //!   error storm, broker-side connection closes, amqps:// through a TLS front.
+//! - `bigquery`: the BigQuery sink against a real emulator (bqemulator):
+//!   insertAll and the Storage Write API (Arrow), table creation, insertIds
+//!   on retries and restarts (through a recording proxy), dead letters, an
+//!   outage, a dropped table, schema checks.
 //! - `operations`: `tidewater status`, the warnings of `validate`, `/metrics`.
 //! - `packaging`: `sidecar/` manifests against the Kubernetes schemas and the
 //!   Dockerfile through hadolint.
@@ -23,6 +27,7 @@
 
 mod alerts;
 mod bad_input;
+mod bigquery;
 mod config_errors;
 mod corpus;
 mod crash;

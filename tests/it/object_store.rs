@@ -201,28 +201,6 @@ fn spawn_writer(
     })
 }
 
-/// Polls `/readyz` until `want` holds for its (code, body); panics after `timeout`.
-fn wait_for_readyz(
-    port: u16,
-    tidewater: &mut Tidewater,
-    timeout: Duration,
-    what: &str,
-    want: impl Fn(u16, &Value) -> bool,
-) -> Value {
-    let mut last = None;
-    let ok = poll_until(timeout, || {
-        tidewater.assert_running();
-        last = readyz(port);
-        last.as_ref().is_some_and(|(code, body)| want(*code, body))
-    });
-    assert!(
-        ok,
-        "/readyz never showed {what} within {timeout:?}; last answer: {last:?}\n--- stderr ---\n{}",
-        tail(&tidewater.stderr(), 3000)
-    );
-    last.map(|(_, body)| body).unwrap_or_default()
-}
-
 fn wait_for_checkpoint(sandbox: &Sandbox, len: u64, tidewater: &mut Tidewater, timeout: Duration) {
     let ok = poll_until(timeout, || {
         tidewater.assert_running();

