@@ -96,8 +96,9 @@ pub struct Builder {
     started: Option<Instant>,
     /// Per file in the batch: (fingerprint, first row offset, last row offset).
     spans: Vec<(u64, u64, u64)>,
-    /// Per row: its file's fingerprint and offset.
+    /// Per row, when `with_origins`: where it was read and a hash of it.
     origins: Vec<tidewater_sinks::RowOrigin>,
+    with_origins: bool,
     acks: Vec<(FileId, u64)>,
 }
 
@@ -204,8 +205,16 @@ impl Builder {
             started: None,
             spans: Vec::new(),
             origins: Vec::new(),
+            with_origins: false,
             acks: Vec::new(),
         })
+    }
+
+    /// Give every finished batch its rows' origins (for sinks that
+    /// de-duplicate rows: see `Sink::wants_origins`).
+    pub fn with_origins(mut self) -> Self {
+        self.with_origins = true;
+        self
     }
 
     /// Count `bytes` of input lines toward the `max_bytes` limit.
@@ -268,10 +277,13 @@ impl Builder {
                 None => self.spans.push((meta.fingerprint, rec.offset, rec.offset)),
             },
         }
-        self.origins.push(tidewater_sinks::RowOrigin {
-            fingerprint: meta.fingerprint,
-            offset: rec.offset,
-        });
+        if self.with_origins {
+            self.origins.push(tidewater_sinks::RowOrigin {
+                file: meta.inode_key,
+                offset: rec.offset,
+                content: content_hash(rec),
+            });
+        }
         self.rows += 1;
         self.started.get_or_insert_with(Instant::now);
     }
@@ -333,6 +345,28 @@ impl Builder {
         self.started = None;
         Some(batch)
     }
+}
+
+/// A hash of what a record says (not of when it was read): the same line
+/// hashes the same on every read.
+fn content_hash(rec: &Record) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&rec.timestamp_us.unwrap_or(i64::MIN).to_le_bytes());
+    for part in [
+        rec.stream,
+        rec.message.as_deref(),
+        rec.fields,
+        rec.level.as_deref(),
+    ] {
+        match part {
+            Some(s) => {
+                h.update(&(s.len() as u64).to_le_bytes());
+                h.update(s.as_bytes());
+            }
+            None => h.update(&u64::MAX.to_le_bytes()),
+        }
+    }
+    h.digest()
 }
 
 /// `<hash of all spans>-<first offset>`; `empty` for a batch without rows.
@@ -400,7 +434,28 @@ fn append_null(col: &mut Col) {
 
 #[cfg(test)]
 mod tests {
-    use super::batch_id;
+    use super::{batch_id, content_hash};
+    use crate::parse::Record;
+
+    #[test]
+    fn content_hashes_follow_what_a_line_says() {
+        let rec = |ts, message: &'static str| Record {
+            timestamp_us: Some(ts),
+            stream: Some("stdout"),
+            message: Some(message.into()),
+            offset: 7,
+            ..Record::default()
+        };
+        assert_eq!(content_hash(&rec(1, "a")), content_hash(&rec(1, "a")));
+        assert_ne!(content_hash(&rec(1, "a")), content_hash(&rec(2, "a")));
+        assert_ne!(content_hash(&rec(1, "a")), content_hash(&rec(1, "b")));
+        // Fields are length-prefixed: moving bytes between them changes the hash.
+        let mut x = rec(1, "ab");
+        x.fields = Some("c");
+        let mut y = rec(1, "a");
+        y.fields = Some("bc");
+        assert_ne!(content_hash(&x), content_hash(&y));
+    }
 
     #[test]
     fn batch_ids_differ_whenever_the_rows_differ() {

@@ -918,6 +918,20 @@ fn check_bigquery(name: &str, b: &BigQuerySinkConfig) -> Result<(), (&'static st
             }
         }
     }
+    // Without an emulator `endpoint` (or with `credentials`), requests carry
+    // a real Google token: never over plain HTTP.
+    let real_token = b.endpoint.is_none() || b.credentials.is_some();
+    for (key, url) in [
+        ("endpoint", &b.endpoint),
+        ("storage_endpoint", &b.storage_endpoint),
+    ] {
+        if real_token && url.as_deref().is_some_and(|u| u.starts_with("http://")) {
+            return Err((
+                key,
+                "expected https://: requests carry Google credentials here, which must not cross plain HTTP (an http:// emulator takes no credentials: set endpoint and leave credentials unset)".into(),
+            ));
+        }
+    }
     let api = b.api().map_err(|e| ("api", e))?;
     if api == Api::StorageWrite && b.endpoint.is_some() && b.storage_endpoint.is_none() {
         return Err((

@@ -47,5 +47,7 @@ pub fn write(
     writer.write(&out)?;
     writer.into_inner()?.sync_all()?;
     fs::rename(&tmp, &path)?;
+    // The batch is acknowledged next: the rename must survive a crash.
+    fs::File::open(&dir)?.sync_all()?;
     Ok(path)
 }

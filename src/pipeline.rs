@@ -174,6 +174,7 @@ impl Pipeline {
             .iter()
             .map(|c| c.key().to_string())
             .collect();
+        let with_origins = self.sinks.iter().any(|(s, _)| s.wants_origins());
         let mut readers = Vec::new();
         for (name, source) in &self.config.sources {
             let SourceConfig::Tail(tail) = source;
@@ -182,12 +183,19 @@ impl Pipeline {
                 config: tail.clone(),
                 base_dir: self.base_dir.clone(),
                 extra_keys: Arc::clone(&extra_keys),
-                builder: Builder::new(
-                    &self.schema,
-                    &self.config.columns,
-                    self.config.batch.clone(),
-                )
-                .map_err(|e| anyhow::anyhow!("schema: {e}"))?,
+                builder: {
+                    let b = Builder::new(
+                        &self.schema,
+                        &self.config.columns,
+                        self.config.batch.clone(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("schema: {e}"))?;
+                    if with_origins {
+                        b.with_origins()
+                    } else {
+                        b
+                    }
+                },
                 batches: batch_tx.clone(),
                 checkpoints: Arc::clone(&checkpoints),
                 stats: stats.source(name),
@@ -549,35 +557,41 @@ async fn worker(
                     break;
                 }
                 Delivery::Rejected(rejected) => {
-                    let dir = w.data_dir.clone();
-                    let (name, batch, r) = (
-                        sink.name().to_string(),
-                        item.batch.clone(),
-                        rejected.clone(),
-                    );
-                    let written = tokio::task::spawn_blocking(move || {
-                        crate::dead_letter::write(&dir, &name, &batch, &r)
-                    })
-                    .await;
-                    match written {
-                        Ok(Ok(path)) => {
-                            tracing::warn!(sink = sink.name(), rows = rejected.len(), path = %path.display(), reason = %rejected[0].reason, "rows rejected; written to the dead letter");
-                            lock(&w.tracker).ack(item.id);
-                            w.stats.rows_dead_lettered.inc_by(rejected.len() as u64);
-                            w.stats.rows_delivered.inc_by(rows - rejected.len() as u64);
-                            w.stats
-                                .batch_seconds
-                                .observe(started.elapsed().as_secs_f64());
-                            break;
+                    // The other rows are in: only the dead letter is retried
+                    // (offering the batch again would send them again).
+                    let mut dead_letter_backoff = Backoff::default();
+                    loop {
+                        let dir = w.data_dir.clone();
+                        let (name, batch, r) = (
+                            sink.name().to_string(),
+                            item.batch.clone(),
+                            rejected.clone(),
+                        );
+                        let written = tokio::task::spawn_blocking(move || {
+                            crate::dead_letter::write(&dir, &name, &batch, &r)
+                        })
+                        .await;
+                        match written {
+                            Ok(Ok(path)) => {
+                                tracing::warn!(sink = sink.name(), rows = rejected.len(), path = %path.display(), reason = %rejected[0].reason, "rows rejected; written to the dead letter");
+                                break;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::error!(sink = sink.name(), error = %e, "cannot write the dead letter; will retry")
+                            }
+                            Err(e) => {
+                                tracing::error!(sink = sink.name(), error = %e, "dead-letter task failed; will retry")
+                            }
                         }
-                        Ok(Err(e)) => {
-                            tracing::error!(sink = sink.name(), error = %e, "cannot write the dead letter; will retry")
-                        }
-                        Err(e) => {
-                            tracing::error!(sink = sink.name(), error = %e, "dead-letter task failed; will retry")
-                        }
+                        tokio::time::sleep(dead_letter_backoff.next_delay()).await;
                     }
-                    tokio::time::sleep(backoff.next_delay()).await;
+                    lock(&w.tracker).ack(item.id);
+                    w.stats.rows_dead_lettered.inc_by(rejected.len() as u64);
+                    w.stats.rows_delivered.inc_by(rows - rejected.len() as u64);
+                    w.stats
+                        .batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    break;
                 }
                 Delivery::Retry(e) => {
                     // The sink counted the failed attempt (its health state).

@@ -3,6 +3,7 @@
 Every request is forwarded to --upstream as it is. For each insertAll
 request, one JSON line is appended to --log:
   {"n": <request number>, "status": <status sent back>,
+   "bytes": <size of the uncompressed JSON body>,
    "rows": [[insertId, file, offset], ...]}
 (the body is gunzipped to read it). With --fail-inserts N, the first N
 insertAll requests are forwarded (so the rows DO land) and then answered
@@ -73,7 +74,7 @@ def main():
                             "errors": [{"reason": "backendError", "message": "injected"}],
                         }}).encode()
                     with open(args.log, "a") as f:
-                        f.write(json.dumps({"n": n, "status": status, "rows": rows}) + "\n")
+                        f.write(json.dumps({"n": n, "status": status, "bytes": len(raw), "rows": rows}) + "\n")
             self.send_response(status)
             for k, v in rheaders:
                 if k.lower() not in HOP:

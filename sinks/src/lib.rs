@@ -34,20 +34,27 @@ pub struct SinkBatch {
     pub id: String,
     /// The rows, in the order they were read.
     pub records: RecordBatch,
-    /// Where each row was read, one per row of `records` (empty when the
-    /// batch was not read from files). Stable across retries, restarts and
-    /// renames of the file, so a destination with row-level de-duplication
-    /// (BigQuery's `insertId`) recognises a row it has seen.
+    /// Where each row was read, one per row of `records`; empty unless a
+    /// sink asked for them (see [`Sink::wants_origins`]).
     pub origins: std::sync::Arc<[RowOrigin]>,
 }
 
-/// The source position of one row.
+/// The identity of one row: the same line gets the same origin on every
+/// read of it (a retry, a re-read after a crash, after a rename of its
+/// file), and another line another one, so a destination with row-level
+/// de-duplication (BigQuery's `insertId`) recognises a row it has seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RowOrigin {
-    /// The fingerprint of the file's first bytes (its identity across renames).
-    pub fingerprint: u64,
+    /// The file's device and inode, hashed: stable while the file exists,
+    /// through renames and restarts (unlike its content fingerprint, whose
+    /// head grows with a young file).
+    pub file: u64,
     /// Byte offset of the row's first line in that file.
     pub offset: u64,
+    /// A hash of the row's content (timestamp, stream, message, body), which
+    /// tells a line from another one written at the same offset of a
+    /// truncated file or a reused inode.
+    pub content: u64,
 }
 
 /// Rows of a batch that the destination can never accept.
@@ -94,6 +101,11 @@ pub trait Sink: Send + Sync {
     async fn flush(&self) {}
     /// Whether the destination is working, as the sink last saw it.
     fn health(&self) -> &HealthState;
+    /// Whether batches must carry [`SinkBatch::origins`] (they cost a hash
+    /// per row, so they are made only when some sink uses them).
+    fn wants_origins(&self) -> bool {
+        false
+    }
 }
 
 /// Resolves when the rows of a [`Delivery::Staged`] batch are durable.

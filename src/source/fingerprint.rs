@@ -29,6 +29,15 @@ impl Inode {
         }
     }
 
+    /// A hash of device and inode only: stable while the file exists, across
+    /// renames, growth and restarts (row origins, BigQuery's insertIds).
+    pub fn key(self) -> u64 {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.dev.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.ino.to_le_bytes());
+        xxh3_64(&bytes)
+    }
+
     /// A 64-bit fingerprint of this content of the file, used in batch ids
     /// (and so in object keys): device, inode, the head of the content, and
     /// how many times the file was truncated in this process. Content that

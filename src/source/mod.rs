@@ -34,4 +34,6 @@ pub struct FileMeta {
     pub k8s: K8sMeta,
     /// Stable hash of the file's identity (device, inode), for batch ids.
     pub fingerprint: u64,
+    /// Hash of device and inode alone: the same for the file's whole life.
+    pub inode_key: u64,
 }

@@ -338,6 +338,7 @@ impl Tail {
             path: path.to_string_lossy().into_owned(),
             k8s: K8sMeta::for_file(path, resolved.as_deref(), &self.env_meta),
             fingerprint: inode.fingerprint(head, 0),
+            inode_key: inode.key(),
         };
         let id = FileId::next();
         lock(&self.cx.checkpoints).track(

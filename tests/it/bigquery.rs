@@ -227,11 +227,18 @@ fn a_retried_insert_carries_the_same_insert_ids() {
     let emu = BqEmulator::start(&sandbox);
     // The first two inserts land, then the client is told 503.
     let proxy = BqProxy::start(&sandbox, &emu, 2);
-    generate(&sandbox.path("logs/app.log"), "cri", 2000, &["--seed", "9"]);
+    generate(
+        &sandbox.path("logs/app.log"),
+        "cri",
+        2000,
+        &["--seed", "9", "--long-share", "0"],
+    );
+    // Small requests: batches of 700 rows are split on both limits.
     let cfg = config(
         "cri",
         &format!(
-            "table = \"container_log\"\ncreate_table = true\nendpoint = \"{}\"\nconcurrency = 1\n",
+            "table = \"container_log\"\ncreate_table = true\nendpoint = \"{}\"\nconcurrency = 1\n\
+             max_rows_per_request = 60\nmax_request_bytes = \"24KiB\"\n",
             proxy.url()
         ),
         "",
@@ -246,6 +253,16 @@ fn a_retried_insert_carries_the_same_insert_ids() {
     );
 
     let inserts = proxy.inserts();
+    for r in &inserts {
+        assert!(
+            r.rows.len() <= 60 && r.bytes <= 24 * 1024,
+            "request {} has {} rows, {} bytes",
+            r.n,
+            r.rows.len(),
+            r.bytes
+        );
+    }
+    assert!(inserts.len() >= 2000 / 60, "{} requests", inserts.len());
     let failed: Vec<&InsertRequest> = inserts.iter().filter(|r| r.status == 503).collect();
     assert_eq!(failed.len(), 2, "{inserts:?}");
     for f in &failed {
@@ -303,12 +320,12 @@ fn a_restart_after_sigkill_resends_the_same_insert_ids() {
     let sandbox = Sandbox::new();
     let emu = BqEmulator::start(&sandbox);
     let proxy = BqProxy::start(&sandbox, &emu, 0);
-    generate(
-        &sandbox.path("logs/app.log"),
-        "cri",
-        1500,
-        &["--seed", "10"],
-    );
+    let corpus = generate(&sandbox.path("corpus.log"), "cri", 1500, &["--seed", "10"]);
+    let lines = corpus.lines();
+    // The file starts short (two lines, under the 1 KiB that identifies a
+    // file's content): ids must not change as it grows.
+    let log = sandbox.write_file("logs/app.log", lines[..2].concat());
+    assert!(std::fs::metadata(&log).expect("log").len() < 1024);
     // No checkpoint is written before the kill: the restart reads every
     // line again, the case de-duplication is for.
     let cfg = config(
@@ -321,6 +338,14 @@ fn a_restart_after_sigkill_resends_the_same_insert_ids() {
     );
     let path = sandbox.write_file("tidewater.toml", cfg);
     let mut first = sandbox.start_run(&path);
+    assert!(
+        poll_until(Duration::from_secs(60), || seq_stats(&emu, "container_log")
+            .0
+            >= 1),
+        "the first lines did not arrive: {}",
+        first.stderr()
+    );
+    append(&log, &lines[2..].concat());
     let all_in = poll_until(Duration::from_secs(60), || {
         seq_stats(&emu, "container_log").1 == 1500
     });

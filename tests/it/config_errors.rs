@@ -402,6 +402,14 @@ fn bigquery_settings_are_checked_by_validate() {
     );
     let config = sink("api = \"streaming\"\n");
     assert_rejected("bq-api.toml", &config, "sinks.warehouse.api", &[]);
+    let config = sink("storage_endpoint = \"http://127.0.0.1:9060\"\n");
+    let out = assert_rejected(
+        "bq-http.toml",
+        &config,
+        "sinks.warehouse.storage_endpoint",
+        &[],
+    );
+    assert!(out.stderr.contains("expected https://"), "{}", out.stderr);
     let config = sink("dataset = \"my logs\"\n").replace("dataset = \"logs\"\n", "");
     assert_rejected("bq-dataset.toml", &config, "sinks.warehouse.dataset", &[]);
 }

@@ -647,6 +647,8 @@ pub struct InsertRequest {
     pub n: u64,
     /// The status the proxy answered.
     pub status: u16,
+    /// Size of the uncompressed request body.
+    pub bytes: u64,
     /// (insertId, file, offset) per row.
     pub rows: Vec<(String, String, i64)>,
 }
@@ -693,6 +695,7 @@ impl BqProxy {
                 InsertRequest {
                     n: v["n"].as_u64().unwrap_or(0),
                     status: v["status"].as_u64().unwrap_or(0) as u16,
+                    bytes: v["bytes"].as_u64().unwrap_or(0),
                     rows: v["rows"]
                         .as_array()
                         .map(|rows| {

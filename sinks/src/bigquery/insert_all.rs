@@ -12,7 +12,7 @@ use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAl
 use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
 use gcp_bigquery_client::Client;
 
-use super::error::from_rest;
+use super::error::{from_rest, http_status};
 use super::rows::RowEncoder;
 use super::{insert_id, BigQueryConfig, Sent};
 use crate::{RejectedRow, SinkBatch, SinkError};
@@ -28,14 +28,16 @@ pub async fn send(
     let encoder = RowEncoder::new(&batch.records);
     let mut sent = Sent::default();
     let mut chunk: Vec<(usize, TableDataInsertAllRequestRows)> = Vec::new();
-    let mut chunk_bytes = 0usize;
+    // The request's own JSON around the rows.
+    const ENVELOPE: usize = 96;
+    let mut chunk_bytes = ENVELOPE;
     for &row in rows {
         let json = encoder.row(row);
         let id = insert_id(batch, row);
         // The row's share of the request body: its JSON, its id and the
         // `{"insertId":…,"json":…}` around them.
         let bytes = serde_json::to_string(&json).map_or(0, |s| s.len()) + id.len() + 24;
-        if bytes > cfg.max_request_bytes {
+        if bytes + ENVELOPE > cfg.max_request_bytes {
             sent.rejected.push(RejectedRow {
                 row,
                 reason: format!(
@@ -54,7 +56,7 @@ pub async fn send(
                 sent.error = Some(e);
                 return sent;
             }
-            chunk_bytes = 0;
+            chunk_bytes = ENVELOPE;
         }
         chunk_bytes += bytes;
         chunk.push((
@@ -75,8 +77,9 @@ pub async fn send(
 
 /// One insertAll request. Rows BigQuery wrote go to `sent.written`, rows it
 /// refused as invalid to `sent.rejected`; a row refused for any other reason
-/// (`stopped`, `backendError`, `timeout`) was not written and makes the
-/// request an error, so the batch is offered again.
+/// (`stopped`, `backendError`, `timeout`), or an error BigQuery does not
+/// tie to a row, makes the request an error, so the batch is offered again
+/// (the insertIds make the copies harmless).
 async fn request(
     client: &Client,
     cfg: &BigQueryConfig,
@@ -89,23 +92,31 @@ async fn request(
     req.skip_invalid_rows();
     req.add_rows(bodies)
         .map_err(|e| from_rest("building an insertAll request", e))?;
-    let resp = client
+    let resp = match client
         .tabledata()
         .insert_all(&cfg.project, &cfg.dataset, table, req)
         .await
-        .map_err(|e| {
-            from_rest(
+    {
+        Ok(r) => r,
+        Err(e) => {
+            sent.table_missing = http_status(&e) == Some(404);
+            return Err(from_rest(
                 &format!("insertAll into {}.{}.{table}", cfg.project, cfg.dataset),
                 e,
-            )
-        })?;
+            ));
+        }
+    };
     let mut refused: Vec<Option<(bool, String)>> = vec![None; rows.len()];
     for e in resp.insert_errors.unwrap_or_default() {
-        let Some(index) = e.index.and_then(|i| usize::try_from(i).ok()) else {
-            continue;
-        };
-        let Some(slot) = refused.get_mut(index) else {
-            continue;
+        let slot = e
+            .index
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| refused.get_mut(i));
+        let Some(slot) = slot else {
+            return Err(SinkError::BigQuery {
+                message: format!("insertAll: an insert error for no row of the request: {e}"),
+                permanent: false,
+            });
         };
         let errors = e.errors.unwrap_or_default();
         let invalid = errors

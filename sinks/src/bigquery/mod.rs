@@ -96,6 +96,8 @@ pub(crate) struct Sent {
     rejected: Vec<RejectedRow>,
     /// Why the remaining rows were not written.
     error: Option<SinkError>,
+    /// The error says the table does not exist (deleted while running).
+    table_missing: bool,
 }
 
 /// Rows of a batch already settled, kept while the batch is retried.
@@ -237,12 +239,10 @@ impl BigQuerySink {
                 w.send(&stream, batch, rows).await
             }
         };
-        if let Some(SinkError::BigQuery { message, .. }) = &sent.error {
-            // A table deleted while running: check (and with create_table,
-            // create) it again before the next attempt.
-            if message.contains("HTTP 404") || message.contains("NotFound") {
-                lock(&self.ready).remove(table);
-            }
+        if sent.table_missing {
+            // Deleted while running: check (and with create_table, create)
+            // it again before the next attempt.
+            lock(&self.ready).remove(table);
         }
         sent
     }
@@ -320,13 +320,18 @@ impl Sink for BigQuerySink {
     fn health(&self) -> &HealthState {
         &self.health
     }
+
+    fn wants_origins(&self) -> bool {
+        true
+    }
 }
 
-/// The `insertId` of row `row`: its file's fingerprint and offset, the same
-/// on every attempt and after a restart.
+/// The `insertId` of row `row`: its origin (file, offset, content hash),
+/// the same on every attempt and after a restart; 50 characters at most
+/// (BigQuery allows 128).
 pub fn insert_id(batch: &SinkBatch, row: usize) -> String {
     match batch.origins.get(row) {
-        Some(o) => format!("{:016x}-{}", o.fingerprint, o.offset),
+        Some(o) => format!("{:016x}-{}-{:016x}", o.file, o.offset, o.content),
         None => format!("{}-{row}", batch.id),
     }
 }

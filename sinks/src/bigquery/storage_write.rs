@@ -5,10 +5,12 @@
 //! The `_default` stream commits each append at once and has no offsets, so
 //! delivery is at-least-once: a retried append whose first attempt did land
 //! is written twice (use `api = "insert_all"` for insertId de-duplication).
-//! A failed append writes nothing, which makes splitting safe: rows that
-//! BigQuery names in `row_errors` are rejected and the others sent again;
-//! an invalid request that names no rows is halved until the bad rows are
-//! alone.
+//! A failed append writes nothing: rows that BigQuery names in
+//! `row_errors` are rejected (dead-lettered) and the others sent again. An
+//! append refused as invalid without naming rows is not split up to find a
+//! culprit: a cause that is the table's (a schema changed under the stream)
+//! would send every row to the dead letter one by one. It is a permanent
+//! error instead: retried, and the sink reports itself unhealthy.
 
 use std::time::Duration;
 
@@ -124,6 +126,19 @@ impl StorageWriter {
                 Ok(Appended::RowErrors(errors)) => {
                     // Nothing of this append was written: reject the named
                     // rows, send the rest again.
+                    if !errors
+                        .iter()
+                        .any(|(i, _)| usize::try_from(*i).is_ok_and(|i| i < item.len()))
+                    {
+                        sent.error = Some(SinkError::BigQuery {
+                            message: format!(
+                                "append_rows: row errors name no row of the append ({})",
+                                errors.first().map_or("", |e| e.1.as_str())
+                            ),
+                            permanent: false,
+                        });
+                        return sent;
+                    }
                     let mut rest = Vec::new();
                     for (i, row) in item.iter().enumerate() {
                         match errors.iter().find(|(index, _)| *index == i as i64) {
@@ -138,14 +153,11 @@ impl StorageWriter {
                         work.push(rest);
                     }
                 }
-                Ok(Appended::Invalid(reason)) => {
-                    if item.len() == 1 {
-                        reject_all(&mut sent, &item, &reason);
-                    } else {
-                        split(&mut work, item);
-                    }
-                }
                 Err(e) => {
+                    sent.table_missing = matches!(
+                        &e,
+                        SinkError::BigQuery { message, .. } if message.contains("NotFound")
+                    );
                     sent.error = Some(e);
                     return sent;
                 }
@@ -206,7 +218,7 @@ impl StorageWriter {
                     Some(Response::AppendResult(_)) => Ok(Appended::Done),
                     Some(Response::Error(status)) => {
                         let status = tonic::Status::new(Code::from(status.code), status.message);
-                        classify(status)
+                        Err(from_grpc("append_rows", &status))
                     }
                     None => Err(SinkError::BigQuery {
                         message: "append_rows: an empty response".into(),
@@ -218,7 +230,7 @@ impl StorageWriter {
                 message: "append_rows: the stream closed without a response".into(),
                 permanent: false,
             }),
-            Err(status) => classify(status),
+            Err(status) => Err(from_grpc("append_rows", &status)),
         }
     }
 }
@@ -228,18 +240,6 @@ enum Appended {
     Done,
     /// (index in the append, reason) of rows that can never be written.
     RowErrors(Vec<(i64, String)>),
-    /// The request was refused as invalid without naming rows.
-    Invalid(String),
-}
-
-fn classify(status: tonic::Status) -> Result<Appended, SinkError> {
-    if status.code() == Code::InvalidArgument {
-        return Ok(Appended::Invalid(format!(
-            "append refused: {}",
-            status.message()
-        )));
-    }
-    Err(from_grpc("append_rows", &status))
 }
 
 fn select(records: &RecordBatch, rows: &[usize]) -> Result<RecordBatch, arrow::error::ArrowError> {
