@@ -11,7 +11,6 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use serde_json::{Map, Value};
 
 /// One column, downcast once per batch.
 enum Column<'a> {
@@ -58,55 +57,86 @@ impl<'a> RowEncoder<'a> {
         Self { columns }
     }
 
-    /// Row `row` as a JSON object; NULL columns are left out.
-    pub fn row(&self, row: usize) -> Value {
-        let mut out = Map::with_capacity(self.columns.len());
+    /// Append row `row` to `out` as a JSON object; NULL columns are left out.
+    /// Written straight to bytes: a `serde_json::Value` per row costs more
+    /// than the rest of the request (BENCHMARKS.md).
+    pub fn write_row(&self, row: usize, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
         for (name, column) in &self.columns {
-            let value = match column {
-                Column::Timestamp(a) if a.is_valid(row) => {
-                    Value::String(rfc3339_micros(a.value(row)))
+            let valid = match column {
+                Column::Timestamp(a) => a.is_valid(row),
+                Column::Utf8(a) => a.is_valid(row),
+                Column::Int64(a) => a.is_valid(row),
+                Column::Float64(a) => a.is_valid(row),
+                Column::Boolean(a) => a.is_valid(row),
+                Column::Utf8List(a) => a.is_valid(row),
+                Column::Other(a) => a.is_valid(row),
+            };
+            if !valid {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            string(out, name);
+            out.push(b':');
+            match column {
+                Column::Timestamp(a) => {
+                    out.push(b'"');
+                    rfc3339_micros(a.value(row), out);
+                    out.push(b'"');
                 }
-                Column::Utf8(a) if a.is_valid(row) => Value::String(a.value(row).to_string()),
-                Column::Int64(a) if a.is_valid(row) => Value::from(a.value(row)),
-                Column::Float64(a) if a.is_valid(row) => {
+                Column::Utf8(a) => string(out, a.value(row)),
+                Column::Int64(a) => out.extend_from_slice(a.value(row).to_string().as_bytes()),
+                Column::Float64(a) => {
                     // NaN and infinities are not JSON; BigQuery takes them as strings.
                     let v = a.value(row);
-                    serde_json::Number::from_f64(v)
-                        .map(Value::Number)
-                        .unwrap_or_else(|| Value::String(v.to_string()))
-                }
-                Column::Boolean(a) if a.is_valid(row) => Value::Bool(a.value(row)),
-                Column::Utf8List(a) if a.is_valid(row) => {
-                    let items = a.value(row);
-                    let items = items.as_string::<i32>();
-                    Value::Array(
-                        items
-                            .iter()
-                            .flatten()
-                            .map(|s| Value::String(s.to_string()))
-                            .collect(),
-                    )
-                }
-                Column::Other(a) if a.is_valid(row) => {
-                    match arrow::util::display::array_value_to_string(*a, row) {
-                        Ok(s) => Value::String(s),
-                        Err(_) => continue,
+                    if v.is_finite() {
+                        let _ = serde_json::to_writer(&mut *out, &v);
+                    } else {
+                        string(out, &v.to_string());
                     }
                 }
-                _ => continue,
-            };
-            out.insert((*name).to_string(), value);
+                Column::Boolean(a) => {
+                    out.extend_from_slice(if a.value(row) { b"true" } else { b"false" })
+                }
+                Column::Utf8List(a) => {
+                    let items = a.value(row);
+                    out.push(b'[');
+                    for (i, item) in items.as_string::<i32>().iter().flatten().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        string(out, item);
+                    }
+                    out.push(b']');
+                }
+                Column::Other(a) => {
+                    let text =
+                        arrow::util::display::array_value_to_string(*a, row).unwrap_or_default();
+                    string(out, &text);
+                }
+            }
         }
-        Value::Object(out)
+        out.push(b'}');
     }
 }
 
+/// A JSON string (serde_json's escaping).
+fn string(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 /// Microseconds since the epoch as `2026-11-23T10:00:00.123456Z`.
-fn rfc3339_micros(us: i64) -> String {
-    match chrono::DateTime::from_timestamp_micros(us) {
-        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-        None => us.to_string(),
-    }
+fn rfc3339_micros(us: i64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = match chrono::DateTime::from_timestamp_micros(us) {
+        Some(t) => write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ")),
+        None => write!(out, "{us}"),
+    };
 }
 
 #[cfg(test)]
@@ -152,8 +182,13 @@ mod tests {
         )
         .unwrap();
         let enc = RowEncoder::new(&batch);
+        let row = |i| {
+            let mut out = Vec::new();
+            enc.write_row(i, &mut out);
+            serde_json::from_slice::<serde_json::Value>(&out).expect("valid JSON")
+        };
         assert_eq!(
-            enc.row(0),
+            row(0),
             serde_json::json!({
                 "timestamp": "2025-11-23T10:00:00.123456Z",
                 "fields": "{\"a\":1}",
@@ -162,7 +197,7 @@ mod tests {
             })
         );
         assert_eq!(
-            enc.row(1),
+            row(1),
             serde_json::json!({"timestamp": "1970-01-01T00:00:00.000000Z", "flags": []})
         );
     }
