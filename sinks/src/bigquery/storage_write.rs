@@ -153,11 +153,12 @@ impl StorageWriter {
                         work.push(rest);
                     }
                 }
+                Ok(Appended::TableMissing(e)) => {
+                    sent.table_missing = true;
+                    sent.error = Some(e);
+                    return sent;
+                }
                 Err(e) => {
-                    sent.table_missing = matches!(
-                        &e,
-                        SinkError::BigQuery { message, .. } if message.contains("NotFound")
-                    );
                     sent.error = Some(e);
                     return sent;
                 }
@@ -217,8 +218,7 @@ impl StorageWriter {
                 match response.response {
                     Some(Response::AppendResult(_)) => Ok(Appended::Done),
                     Some(Response::Error(status)) => {
-                        let status = tonic::Status::new(Code::from(status.code), status.message);
-                        Err(from_grpc("append_rows", &status))
+                        failed(tonic::Status::new(Code::from(status.code), status.message))
                     }
                     None => Err(SinkError::BigQuery {
                         message: "append_rows: an empty response".into(),
@@ -230,7 +230,7 @@ impl StorageWriter {
                 message: "append_rows: the stream closed without a response".into(),
                 permanent: false,
             }),
-            Err(status) => Err(from_grpc("append_rows", &status)),
+            Err(status) => failed(status),
         }
     }
 }
@@ -240,6 +240,16 @@ enum Appended {
     Done,
     /// (index in the append, reason) of rows that can never be written.
     RowErrors(Vec<(i64, String)>),
+    /// The table is gone (deleted while running).
+    TableMissing(SinkError),
+}
+
+fn failed(status: tonic::Status) -> Result<Appended, SinkError> {
+    let error = from_grpc("append_rows", &status);
+    match status.code() {
+        Code::NotFound => Ok(Appended::TableMissing(error)),
+        _ => Err(error),
+    }
 }
 
 fn select(records: &RecordBatch, rows: &[usize]) -> Result<RecordBatch, arrow::error::ArrowError> {
