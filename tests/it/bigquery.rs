@@ -222,6 +222,54 @@ fn the_corpus_arrives_through_the_storage_write_api_as_arrow() {
 }
 
 #[test]
+fn a_table_per_namespace_is_created_on_first_use() {
+    let sandbox = Sandbox::new();
+    let emu = BqEmulator::start(&sandbox);
+    let id = "3f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f";
+    generate(
+        &sandbox.path(&format!("containers/web-7d9f8c6b5-x2x4k_shop_app-{id}.log")),
+        "cri",
+        300,
+        &["--seed", "16"],
+    );
+    generate(
+        &sandbox.path(&format!(
+            "containers/api-5c8d7f9b4-q7w2e_payments_api-{id}.log"
+        )),
+        "cri",
+        200,
+        &["--seed", "17", "--start-seq", "300"],
+    );
+    let cfg = config(
+        "cri",
+        &format!(
+            "table = \"app_{{namespace}}\"\ncreate_table = true\nendpoint = \"{}\"\n",
+            emu.rest_url()
+        ),
+        "",
+    )
+    .replace("logs/*.log", "containers/*.log");
+    let path = sandbox.write_file("tidewater.toml", cfg);
+    let (_, summary) = sandbox.run_once_ok(&path);
+    assert_eq!(summary.get("rows_delivered"), 500);
+    assert_eq!(seq_stats(&emu, "app_shop"), (300, 300, 0, 299));
+    assert_eq!(seq_stats(&emu, "app_payments"), (200, 200, 300, 499));
+    let other = emu.count(&format!(
+        "SELECT COUNT(*) FROM {} WHERE namespace != 'shop'",
+        table_ref("app_shop")
+    ));
+    assert_eq!(other, 0);
+    for table in ["app_shop", "app_payments"] {
+        let t = emu.rest(
+            "GET",
+            &format!("/datasets/logs/tables/{table}"),
+            &Value::Null,
+        );
+        assert_eq!(t["timePartitioning"]["field"], "timestamp", "{t}");
+    }
+}
+
+#[test]
 fn a_retried_insert_carries_the_same_insert_ids() {
     let sandbox = Sandbox::new();
     let emu = BqEmulator::start(&sandbox);

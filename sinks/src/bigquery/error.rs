@@ -14,12 +14,7 @@ pub fn from_rest(context: &str, e: BQError) -> SinkError {
     let permanent = match &e {
         BQError::ResponseError { error } => {
             let code = error.error.code;
-            let reasons: Vec<&str> = error
-                .error
-                .errors
-                .iter()
-                .filter_map(|r| r.get("reason").map(String::as_str))
-                .collect();
+            let reasons = reasons(error);
             let transient_reason = reasons.iter().any(|r| {
                 matches!(
                     *r,
@@ -84,17 +79,22 @@ fn is_transient_auth(e: &BQError) -> bool {
     )
 }
 
+/// The `reason`s of BigQuery's error answer (`backendError`, `notFound`, ...).
+fn reasons(error: &gcp_bigquery_client::error::ResponseError) -> Vec<&str> {
+    error
+        .error
+        .errors
+        .iter()
+        .filter_map(|r| r.get("reason").map(String::as_str))
+        .collect()
+}
+
 /// A one-line description: the status and BigQuery's message, or the
 /// transport error with its causes (reqwest hides the useful part there).
 fn describe_rest(e: &BQError) -> String {
     match e {
         BQError::ResponseError { error } => {
-            let reasons: Vec<&str> = error
-                .error
-                .errors
-                .iter()
-                .filter_map(|r| r.get("reason").map(String::as_str))
-                .collect();
+            let reasons = reasons(error);
             format!(
                 "HTTP {} {} ({})",
                 error.error.code,
