@@ -908,16 +908,6 @@ fn check_bigquery(name: &str, b: &BigQuerySinkConfig) -> Result<(), (&'static st
     if b.concurrency == 0 {
         return Err(("concurrency", "expected at least 1".into()));
     }
-    for (key, url) in [
-        ("endpoint", &b.endpoint),
-        ("storage_endpoint", &b.storage_endpoint),
-    ] {
-        if let Some(u) = url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err((key, format!("expected http://… or https://…, got {u:?}")));
-            }
-        }
-    }
     // Without an emulator `endpoint` (or with `credentials`), requests carry
     // a real Google token: never over plain HTTP.
     let real_token = b.endpoint.is_none() || b.credentials.is_some();
@@ -925,7 +915,11 @@ fn check_bigquery(name: &str, b: &BigQuerySinkConfig) -> Result<(), (&'static st
         ("endpoint", &b.endpoint),
         ("storage_endpoint", &b.storage_endpoint),
     ] {
-        if real_token && url.as_deref().is_some_and(|u| u.starts_with("http://")) {
+        let Some(u) = url else { continue };
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err((key, format!("expected http://… or https://…, got {u:?}")));
+        }
+        if real_token && u.starts_with("http://") {
             return Err((
                 key,
                 "expected https://: requests carry Google credentials here, which must not cross plain HTTP (an http:// emulator takes no credentials: set endpoint and leave credentials unset)".into(),

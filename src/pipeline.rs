@@ -559,7 +559,6 @@ async fn worker(
                 Delivery::Rejected(rejected) => {
                     // The other rows are in: only the dead letter is retried
                     // (offering the batch again would send them again).
-                    let mut dead_letter_backoff = Backoff::default();
                     loop {
                         let dir = w.data_dir.clone();
                         let (name, batch, r) = (
@@ -583,7 +582,7 @@ async fn worker(
                                 tracing::error!(sink = sink.name(), error = %e, "dead-letter task failed; will retry")
                             }
                         }
-                        tokio::time::sleep(dead_letter_backoff.next_delay()).await;
+                        tokio::time::sleep(backoff.next_delay()).await;
                     }
                     lock(&w.tracker).ack(item.id);
                     w.stats.rows_dead_lettered.inc_by(rejected.len() as u64);

@@ -315,11 +315,7 @@ fn a_retried_insert_carries_the_same_insert_ids() {
     assert_eq!(failed.len(), 2, "{inserts:?}");
     for f in &failed {
         // The same rows went again, each with the id it had the first time.
-        let ids: BTreeMap<(String, i64), String> = f
-            .rows
-            .iter()
-            .map(|(id, file, offset)| ((file.clone(), *offset), id.clone()))
-            .collect();
+        let ids: BTreeMap<(String, i64), String> = f.ids();
         let retry = inserts
             .iter()
             .find(|r| {
@@ -330,11 +326,7 @@ fn a_retried_insert_carries_the_same_insert_ids() {
                         .any(|(_, fl, o)| ids.contains_key(&(fl.clone(), *o)))
             })
             .unwrap_or_else(|| panic!("request {} was never retried: {inserts:?}", f.n));
-        let again: BTreeMap<(String, i64), String> = retry
-            .rows
-            .iter()
-            .map(|(id, file, offset)| ((file.clone(), *offset), id.clone()))
-            .collect();
+        let again: BTreeMap<(String, i64), String> = retry.ids();
         assert_eq!(
             again, ids,
             "request {} retried as {} with other rows or ids",
@@ -342,15 +334,11 @@ fn a_retried_insert_carries_the_same_insert_ids() {
         );
     }
     // One id per source position, and every position a different id.
-    let mut ids_of: HashMap<(String, i64), HashSet<String>> = HashMap::new();
-    for r in &inserts {
-        for (id, file, offset) in &r.rows {
-            ids_of
-                .entry((file.clone(), *offset))
-                .or_default()
-                .insert(id.clone());
-        }
-    }
+    let ids_of: HashMap<(String, i64), HashSet<String>> = proxy
+        .ids_by_position()
+        .into_iter()
+        .map(|(pos, ids)| (pos, ids.into_iter().collect()))
+        .collect();
     assert_eq!(ids_of.len(), 2000);
     assert!(ids_of.values().all(|ids| ids.len() == 1));
     let distinct_ids: HashSet<&String> = ids_of.values().flatten().collect();
@@ -411,15 +399,7 @@ fn a_restart_after_sigkill_resends_the_same_insert_ids() {
     );
     let inserts = proxy.inserts();
     assert!(inserts.len() > sent_before);
-    let mut ids_of: HashMap<(String, i64), Vec<String>> = HashMap::new();
-    for r in &inserts {
-        for (id, file, offset) in &r.rows {
-            ids_of
-                .entry((file.clone(), *offset))
-                .or_default()
-                .push(id.clone());
-        }
-    }
+    let ids_of: HashMap<(String, i64), Vec<String>> = proxy.ids_by_position();
     assert_eq!(ids_of.len(), 1500);
     for (pos, ids) in &ids_of {
         assert_eq!(ids.len(), 2, "{pos:?} was sent {} times", ids.len());
@@ -427,13 +407,12 @@ fn a_restart_after_sigkill_resends_the_same_insert_ids() {
     }
 }
 
-#[test]
-fn rows_that_do_not_fit_the_table_go_to_the_dead_letter() {
-    let sandbox = Sandbox::new();
-    let emu = BqEmulator::start(&sandbox);
-    // The team's table has an INTEGER status; one service logs "status":"n/a".
+/// The team's table `app` has an INTEGER status; 200 JSON lines, of which
+/// four (seq 7, 57, 107, 157) log `"status":"n/a"`. Returns the config of a
+/// sink sending to `endpoint`, with `status` read as a STRING column.
+fn table_with_an_integer_status(sandbox: &Sandbox, emu: &BqEmulator, endpoint: &str) -> String {
     create_table(
-        &emu,
+        emu,
         "app",
         &bundled_columns(&[
             json!({"name": "seq", "type": "INTEGER", "mode": "NULLABLE"}),
@@ -450,32 +429,15 @@ fn rows_that_do_not_fit_the_table_go_to_the_dead_letter() {
         lines.push_str(&format!("{}\n", json!({"level": "info", "msg": format!("request seq={seq}"), "seq": seq, "status": status})));
     }
     sandbox.write_file("logs/app.log", lines);
-    let cfg = config(
+    config(
         "json",
-        &format!("table = \"app\"\nendpoint = \"{}\"\n", emu.rest_url()),
+        &format!("table = \"app\"\nendpoint = \"{endpoint}\"\n"),
         "[[columns]]\nname = \"status\"\ntype = \"STRING\"\n",
-    );
-    let path = sandbox.write_file("tidewater.toml", cfg);
-    let (finished, summary) = sandbox.run_once_ok(&path);
-    assert!(
-        finished
-            .stderr
-            .contains("column status is INT64 in the table, STRING in the schema"),
-        "the type difference is reported at start-up: {}",
-        finished.stderr
-    );
-    assert_eq!(summary.get("rows_dead_lettered"), 4);
-    assert_eq!(summary.get("rows_delivered"), 196);
+    )
+}
 
-    let (rows, distinct, _, _) = seq_stats(&emu, "app");
-    assert_eq!((rows, distinct), (196, 196));
-    let bad_in_table = emu.count(&format!(
-        "SELECT COUNT(*) FROM {} WHERE MOD(seq, 50) = 7",
-        table_ref("app")
-    ));
-    assert_eq!(bad_in_table, 0);
-
-    // The dead letter holds exactly the four rows, with BigQuery's reason.
+/// (status, dead_letter_reason) of every row in the sink's dead letters.
+fn dead_letters(sandbox: &Sandbox) -> Vec<(String, String)> {
     let mut files = Vec::new();
     collect_parquet_files(&sandbox.path("state/dead_letter/warehouse"), &mut files);
     let mut dead: Vec<(String, String)> = Vec::new();
@@ -499,11 +461,76 @@ fn rows_that_do_not_fit_the_table_go_to_the_dead_letter() {
             }
         }
     }
+    dead
+}
+
+#[test]
+fn rows_that_do_not_fit_the_table_go_to_the_dead_letter() {
+    let sandbox = Sandbox::new();
+    let emu = BqEmulator::start(&sandbox);
+    let cfg = table_with_an_integer_status(&sandbox, &emu, &emu.rest_url());
+    let path = sandbox.write_file("tidewater.toml", cfg);
+    let (finished, summary) = sandbox.run_once_ok(&path);
+    assert!(
+        finished
+            .stderr
+            .contains("column status is INT64 in the table, STRING in the schema"),
+        "the type difference is reported at start-up: {}",
+        finished.stderr
+    );
+    assert_eq!(summary.get("rows_dead_lettered"), 4);
+    assert_eq!(summary.get("rows_delivered"), 196);
+
+    let (rows, distinct, _, _) = seq_stats(&emu, "app");
+    assert_eq!((rows, distinct), (196, 196));
+    let bad_in_table = emu.count(&format!(
+        "SELECT COUNT(*) FROM {} WHERE MOD(seq, 50) = 7",
+        table_ref("app")
+    ));
+    assert_eq!(bad_in_table, 0);
+
+    // The dead letter holds exactly the four rows, with BigQuery's reason.
+    let dead = dead_letters(&sandbox);
     assert_eq!(dead.len(), 4, "{dead:?}");
     for (status, reason) in &dead {
         assert_eq!(status, "n/a");
         assert!(reason.starts_with("invalid"), "{reason}");
     }
+}
+
+#[test]
+fn a_dead_letter_that_cannot_be_written_is_retried_without_resending_rows() {
+    let sandbox = Sandbox::new();
+    let emu = BqEmulator::start(&sandbox);
+    let proxy = BqProxy::start(&sandbox, &emu, 0);
+    let cfg = table_with_an_integer_status(&sandbox, &emu, &proxy.url());
+    let path = sandbox.write_file("tidewater.toml", cfg);
+    // A file where the dead-letter directory must go: writing it fails until
+    // the file is removed.
+    let blocker = sandbox.write_file("state/dead_letter", "");
+    let mut run = sandbox.spawn(&["run", "--once", "--config", path_str(&path)]);
+    assert!(
+        poll_until(Duration::from_secs(60), || run
+            .stderr()
+            .contains("cannot write the dead letter; will retry")),
+        "{}",
+        run.stderr()
+    );
+    run.assert_running();
+    std::fs::remove_file(&blocker).expect("remove the blocker");
+    let finished = run.finish(RUN_ONCE_TIMEOUT);
+    finished.assert_success();
+    let summary = finished.summary();
+    assert_eq!(summary.get("rows_dead_lettered"), 4);
+    assert_eq!(summary.get("rows_delivered"), 196);
+    assert_eq!(dead_letters(&sandbox).len(), 4);
+    // Each row was sent once: retrying the dead letter sent nothing again.
+    let sent = proxy.ids_by_position();
+    assert_eq!(sent.len(), 200);
+    for (pos, ids) in &sent {
+        assert_eq!(ids.len(), 1, "{pos:?} was sent {} times", ids.len());
+    }
+    assert_eq!(seq_stats(&emu, "app").0, 196);
 }
 
 #[test]

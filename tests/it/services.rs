@@ -653,7 +653,29 @@ pub struct InsertRequest {
     pub rows: Vec<(String, String, i64)>,
 }
 
+impl InsertRequest {
+    /// (file, offset) → insertId of each row.
+    pub fn ids(&self) -> std::collections::BTreeMap<(String, i64), String> {
+        self.rows
+            .iter()
+            .map(|(id, file, offset)| ((file.clone(), *offset), id.clone()))
+            .collect()
+    }
+}
+
 impl BqProxy {
+    /// Every insertId sent for each source position (file, offset), in the
+    /// order the requests came.
+    pub fn ids_by_position(&self) -> std::collections::HashMap<(String, i64), Vec<String>> {
+        let mut out: std::collections::HashMap<(String, i64), Vec<String>> = Default::default();
+        for r in self.inserts() {
+            for (id, file, offset) in r.rows {
+                out.entry((file, offset)).or_default().push(id);
+            }
+        }
+        out
+    }
+
     pub fn start(sandbox: &Sandbox, upstream: &BqEmulator, fail_inserts: u32) -> Self {
         let port = free_port();
         let log = sandbox.path(&format!("bq-proxy-{port}.jsonl"));

@@ -17,7 +17,7 @@ use gcp_bigquery_client::Client;
 
 use super::error::{from_rest, http_status};
 use super::rows::RowEncoder;
-use super::{insert_id, BigQueryConfig, Sent};
+use super::{write_insert_id, BigQueryConfig, Sent};
 use crate::{RejectedRow, SinkBatch, SinkError};
 
 const HEAD: &[u8] = br#"{"skipInvalidRows":true,"ignoreUnknownValues":false,"rows":["#;
@@ -59,7 +59,7 @@ pub async fn send(
         // `{"insertId":…,"json":{…}}`, written once: its size decides the split.
         entry.clear();
         entry.extend_from_slice(br#"{"insertId":"#);
-        let _ = serde_json::to_writer(&mut entry, &insert_id(batch, row));
+        write_insert_id(batch, row, &mut entry);
         entry.extend_from_slice(br#","json":"#);
         encoder.write_row(row, &mut entry);
         entry.push(b'}');

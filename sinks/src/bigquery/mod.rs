@@ -26,16 +26,13 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::Client;
-use serde::Deserialize;
-
-pub use auth::GcpAuth;
-pub use storage_write::GOOGLE_ENDPOINT as GOOGLE_STORAGE_ENDPOINT;
 
 use crate::{Delivery, HealthState, RejectedRow, Sink, SinkBatch, SinkError};
+use auth::GcpAuth;
 use storage_write::StorageWriter;
 
 /// Google's REST endpoint.
-pub const GOOGLE_ENDPOINT: &str = "https://bigquery.googleapis.com";
+const GOOGLE_ENDPOINT: &str = "https://bigquery.googleapis.com";
 
 /// BigQuery's limits per insertAll request.
 pub const MAX_ROWS_PER_REQUEST: usize = 50_000;
@@ -43,8 +40,7 @@ pub const MAX_ROWS_PER_REQUEST: usize = 50_000;
 pub const MAX_REQUEST_BYTES: usize = 10_000_000;
 
 /// Which API carries the rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
     /// `tabledata.insertAll` with insertIds: fewest duplicates.
     InsertAll,
@@ -174,7 +170,7 @@ impl BigQuerySink {
             health: HealthState::default(),
         };
         if let Some(table) = sink.template.fixed() {
-            match sink.ensure_table(&table).await {
+            match sink.ensure_table(table).await {
                 Ok(()) => {}
                 Err(e) if e.is_permanent() => return Err(e),
                 Err(e) => {
@@ -188,20 +184,16 @@ impl BigQuerySink {
 
     /// `validate --connect`: read the table's definition.
     pub async fn probe(&self) -> Result<String, SinkError> {
-        let table = self
-            .template
-            .fixed()
-            .unwrap_or_else(|| self.cfg.table.clone());
-        if self.template.fixed().is_none() {
+        let Some(table) = self.template.fixed() else {
             return Ok(format!(
-                "{}.{} (tables named per row: {table})",
-                self.cfg.project, self.cfg.dataset
+                "{}.{} (tables named per row: {})",
+                self.cfg.project, self.cfg.dataset, self.cfg.table
             ));
-        }
+        };
         let t = self
             .client
             .table()
-            .get(&self.cfg.project, &self.cfg.dataset, &table, None)
+            .get(&self.cfg.project, &self.cfg.dataset, table, None)
             .await
             .map_err(|e| error::from_rest(&format!("reading table {table}"), e))?;
         Ok(format!(
@@ -266,7 +258,7 @@ impl Sink for BigQuerySink {
         let mut by_table: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         match self.template.fixed() {
             Some(table) => {
-                by_table.insert(table, todo);
+                by_table.insert(table.to_string(), todo);
             }
             None => {
                 for row in todo {
@@ -326,14 +318,17 @@ impl Sink for BigQuerySink {
     }
 }
 
-/// The `insertId` of row `row`: its origin (file, offset, content hash),
-/// the same on every attempt and after a restart; 50 characters at most
-/// (BigQuery allows 128).
-pub fn insert_id(batch: &SinkBatch, row: usize) -> String {
-    match batch.origins.get(row) {
-        Some(o) => format!("{:016x}-{}-{:016x}", o.file, o.offset, o.content),
-        None => format!("{}-{row}", batch.id),
-    }
+/// Append the `insertId` of row `row`, as a JSON string, to `out`: its
+/// origin (file, offset, content hash), the same on every attempt and after
+/// a restart; 50 characters at most (BigQuery allows 128). Hex digits, digits
+/// and `-` only, so nothing needs escaping.
+fn write_insert_id(batch: &SinkBatch, row: usize, out: &mut Vec<u8>) {
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    let _ = match batch.origins.get(row) {
+        Some(o) => write!(out, "\"{:016x}-{}-{:016x}\"", o.file, o.offset, o.content),
+        None => write!(out, "\"{}-{row}\"", batch.id),
+    };
 }
 
 /// A table name with per-row placeholders.
@@ -400,9 +395,9 @@ impl TableTemplate {
     }
 
     /// The name when it has no placeholders.
-    fn fixed(&self) -> Option<String> {
+    fn fixed(&self) -> Option<&str> {
         match self.parts.as_slice() {
-            [Part::Text(t)] => Some(t.clone()),
+            [Part::Text(t)] => Some(t),
             _ => None,
         }
     }
@@ -487,7 +482,7 @@ mod tests {
             TableTemplate::parse("container_log", &schema)
                 .unwrap()
                 .fixed(),
-            Some("container_log".into())
+            Some("container_log")
         );
         for bad in ["logs_{pod}", "logs_{timestamp}", "logs_{namespace", ""] {
             assert!(TableTemplate::parse(bad, &schema).is_err(), "{bad}");

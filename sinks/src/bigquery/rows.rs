@@ -85,7 +85,7 @@ impl<'a> RowEncoder<'a> {
             match column {
                 Column::Timestamp(a) => {
                     out.push(b'"');
-                    rfc3339_micros(a.value(row), out);
+                    write_timestamp(a.value(row), out);
                     out.push(b'"');
                 }
                 Column::Utf8(a) => string(out, a.value(row)),
@@ -130,13 +130,15 @@ fn string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// Microseconds since the epoch as `2026-11-23T10:00:00.123456Z`.
-fn rfc3339_micros(us: i64, out: &mut Vec<u8>) {
-    use std::io::Write;
-    let _ = match chrono::DateTime::from_timestamp_micros(us) {
-        Some(t) => write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ")),
-        None => write!(out, "{us}"),
+/// Microseconds since the epoch as `2026-11-23T10:00:00.123456Z` (what
+/// insertAll reads as TIMESTAMP; a JSON number would be taken as µs by the
+/// emulator and refused by BigQuery).
+fn write_timestamp(us: i64, out: &mut Vec<u8>) {
+    let text = match chrono::DateTime::from_timestamp_micros(us) {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        None => us.to_string(),
     };
+    out.extend_from_slice(text.as_bytes());
 }
 
 #[cfg(test)]

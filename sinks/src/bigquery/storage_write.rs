@@ -34,7 +34,7 @@ use super::Sent;
 use crate::{RejectedRow, SinkBatch, SinkError};
 
 /// Google's Storage API endpoint.
-pub const GOOGLE_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
+pub(super) const GOOGLE_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
 
 /// Appends Arrow batches to `_default` streams.
 pub struct StorageWriter {
