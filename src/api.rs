@@ -57,15 +57,15 @@ pub async fn bind(config: &ApiConfig) -> anyhow::Result<Option<tokio::net::TcpLi
 }
 
 /// Serve until the process exits.
-pub async fn serve(listener: tokio::net::TcpListener, observed: Observed) {
+pub async fn serve(listener: tokio::net::TcpListener, observed: Observed) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(observed);
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "api server stopped");
-    }
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| anyhow::anyhow!("the HTTP API (/healthz, /readyz, /metrics) stopped: {e}"))
 }
 
 async fn healthz(State(o): State<Observed>) -> (StatusCode, Json<Value>) {

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod dead_letter;
+pub mod deliver;
 pub mod health;
 pub mod memory;
 pub mod metrics;
@@ -21,6 +22,7 @@ pub mod schema;
 pub mod source;
 pub mod stats;
 pub mod status;
+pub mod tasks;
 
 /// Lock a mutex shared between the pipeline's threads. A panicked holder
 /// leaves plain data (offsets, counters) that is still consistent, so the

@@ -14,6 +14,7 @@
 //! stop, open batches are flushed and delivered up to `shutdown_timeout`, and
 //! the checkpoint is written; a second signal exits at once.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,23 +26,24 @@ use tidewater_sinks::amqp::{AmqpConfig, AmqpSink};
 use tidewater_sinks::bigquery::{BigQueryConfig, BigQuerySink};
 use tidewater_sinks::parquet::{ParquetConfig, ParquetSink, Probe, Rolling};
 use tidewater_sinks::when::Condition;
-use tidewater_sinks::{Backoff, Delivery, Sink, SinkBatch};
+use tidewater_sinks::{Sink, SinkBatch};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::ack::{AckTracker, BatchId};
+use crate::ack::AckTracker;
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{self, Checkpoints};
 use crate::config::{BigQuerySinkConfig, Config, ParquetSinkConfig, SinkConfig, SourceConfig};
+use crate::deliver::{Dispatched, Queue, Staged, Worker, LOG_EVERY};
 use crate::health::Health;
 use crate::lock;
-use crate::memory::{MemoryBudget, Reservation};
+use crate::memory::MemoryBudget;
 use crate::metrics::{Metrics, QueueDepth};
 use crate::schema::TableSchema;
 use crate::source::tail::{Tail, TailContext};
-use crate::stats::{SinkStats, Stats};
+use crate::stats::Stats;
+use crate::tasks::Critical;
 
 /// Batches waiting between the sources and the dispatcher.
 const SOURCE_QUEUE: usize = 1;
@@ -68,13 +70,6 @@ pub enum Ending {
     /// A stop signal came while waiting for another process to release the
     /// data dir: nothing was read.
     StoppedWaiting,
-}
-
-struct Dispatched {
-    id: BatchId,
-    batch: SinkBatch,
-    /// Returned to the budget when the last sink drops the batch.
-    _memory: Option<Reservation>,
 }
 
 /// Everything built from a configuration, before anything runs.
@@ -166,6 +161,7 @@ impl Pipeline {
             tokio::runtime::Handle::current(),
         ));
         let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(SOURCE_QUEUE);
+        let (critical, mut failures) = Critical::new();
 
         // Sources: one thread each (reading and parsing are blocking CPU work).
         let extra_keys: Arc<[String]> = self
@@ -203,19 +199,29 @@ impl Pipeline {
                 shutdown: Arc::clone(&shutdown),
                 once,
             };
+            let reader_failed = critical.clone();
+            let thread_name = format!("tail-{name}");
+            let source = name.clone();
             let thread = std::thread::Builder::new()
-                .name(format!("tail-{name}"))
-                .spawn(move || Tail::new(cx).run())
+                .name(thread_name)
+                .spawn(move || {
+                    let run = std::panic::catch_unwind(AssertUnwindSafe(|| Tail::new(cx).run()));
+                    run.unwrap_or_else(|panic| {
+                        let panic = crate::tasks::panic_message(&*panic);
+                        reader_failed.report(format!("source {source} reader panicked: {panic}"));
+                        Ok(())
+                    })
+                })
                 .context("cannot start a reader thread")?;
             readers.push(thread);
         }
         drop(batch_tx);
 
         // Sinks: a bounded queue each, drained by `concurrency` workers.
-        let mut workers = JoinSet::new();
+        let mut workers = Vec::new();
         let mut queues = Vec::new();
         let mut depths: Vec<(String, QueueDepth)> = Vec::new();
-        let staged: Staged = Arc::default();
+        let staged = Staged::default();
         for (sink, concurrency) in &self.sinks {
             let (tx, rx) = mpsc::channel::<Arc<Dispatched>>(1);
             let weak = tx.downgrade();
@@ -226,19 +232,18 @@ impl Pipeline {
                         .map_or(0, |tx| tx.max_capacity() - tx.capacity())
                 }),
             ));
-            let rx = Arc::new(tokio::sync::Mutex::new(rx));
-            let sink_stats = stats.sink(sink);
-            for _ in 0..*concurrency {
-                workers.spawn(worker(
-                    Arc::clone(sink),
-                    Arc::clone(&rx),
-                    Worker {
-                        tracker: Arc::clone(&tracker),
-                        stats: Arc::clone(&sink_stats),
-                        staged: Arc::clone(&staged),
-                        data_dir: self.data_dir.clone(),
-                    },
-                ));
+            let queue: Queue = Arc::new(tokio::sync::Mutex::new(rx));
+            let worker = Worker {
+                sink: Arc::clone(sink),
+                tracker: Arc::clone(&tracker),
+                stats: stats.sink(sink),
+                staged: staged.clone(),
+                data_dir: self.data_dir.clone(),
+                critical: critical.clone(),
+            };
+            for n in 0..*concurrency {
+                let name = format!("sink {} worker {n}", sink.name());
+                workers.push(critical.spawn(name, worker.clone().run(Arc::clone(&queue))));
             }
             queues.push(tx);
         }
@@ -252,18 +257,16 @@ impl Pipeline {
                 Arc::clone(&memory),
                 depths,
             );
-            tokio::spawn(crate::api::serve(
-                listener,
-                crate::api::Observed {
-                    health: Arc::clone(&health),
-                    metrics: Arc::new(metrics),
-                },
-            ));
+            let observed = crate::api::Observed {
+                health: Arc::clone(&health),
+                metrics: Arc::new(metrics),
+            };
+            critical.spawn("api server", crate::api::serve(listener, observed));
         }
 
         // Dispatcher: register each batch, then offer it to every sink.
         let dispatch_tracker = Arc::clone(&tracker);
-        let dispatcher = tokio::spawn(async move {
+        let dispatcher = critical.spawn("dispatcher", async move {
             while let Some(batch) = batch_rx.recv().await {
                 let rows = batch.records.num_rows();
                 let id = lock(&dispatch_tracker).register(batch.acks);
@@ -282,14 +285,15 @@ impl Pipeline {
                         records: batch.records,
                         origins: batch.origins.into(),
                     },
-                    _memory: batch.memory,
+                    memory: batch.memory,
                 });
                 for q in &queues {
                     if q.send(Arc::clone(&item)).await.is_err() {
-                        return;
+                        return Ok(());
                     }
                 }
             }
+            Ok(())
         });
 
         // Checkpoint writer: every `checkpoint_interval` until told to stop.
@@ -297,16 +301,29 @@ impl Pipeline {
         let interval = self.config.checkpoint_interval;
         let stop_writer = Arc::new(tokio::sync::Notify::new());
         let writer_stop = Arc::clone(&stop_writer);
-        let checkpoint_writer = tokio::spawn(async move {
+        let checkpoint_writer = critical.spawn("checkpoint writer", async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing_since: Option<Instant> = None;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    _ = writer_stop.notified() => return,
+                    _ = writer_stop.notified() => return Ok(()),
                 }
-                if let Err(e) = save(&writer_store).await {
-                    tracing::error!(error = %e, "cannot write the checkpoint; will retry");
+                match save(&writer_store).await {
+                    Ok(()) => {
+                        if failing_since.take().is_some() {
+                            tracing::info!("the checkpoint is written again");
+                        }
+                    }
+                    Err(e) => {
+                        // Logged when it starts failing, then at most every LOG_EVERY.
+                        let log = failing_since.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+                        if log {
+                            failing_since = Some(Instant::now());
+                            tracing::error!(error = %format!("{e:#}"), "cannot write the checkpoint; will retry");
+                        }
+                    }
                 }
             }
         });
@@ -326,16 +343,18 @@ impl Pipeline {
                 }
             }
             let _ = dispatcher.await;
-            while workers.join_next().await.is_some() {}
-            // Everything is offered: complete what sinks staged, and wait
-            // until it is durable.
-            for sink in &sinks {
-                sink.flush().await;
+            for w in workers {
+                let _ = w.await;
             }
-            let pending = std::mem::take(&mut *lock(&staged));
-            for task in pending {
-                let _ = task.await;
-            }
+            // Everything is offered: complete what sinks staged (and what
+            // they staged again), and wait until it is durable.
+            staged
+                .drain(|| async {
+                    for sink in &sinks {
+                        sink.flush().await;
+                    }
+                })
+                .await;
         };
         tokio::pin!(drain);
 
@@ -345,13 +364,14 @@ impl Pipeline {
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let ending = loop {
             tokio::select! {
-                _ = &mut drain => break Ending::Drained,
+                _ = &mut drain => break Ok(Ending::Drained),
+                failure = failures.first() => break Err(failure),
                 _ = sigterm.recv() => {}
                 _ = sigint.recv() => {}
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
                     let in_flight = lock(&tracker).in_flight();
                     tracing::warn!(in_flight, "shutdown deadline passed; undelivered batches will be read again on the next start");
-                    break Ending::DeadlineExceeded { in_flight };
+                    break Ok(Ending::DeadlineExceeded { in_flight });
                 }
             }
             // A signal arrived.
@@ -368,10 +388,17 @@ impl Pipeline {
         // No periodic write may still be running when the final one starts.
         stop_writer.notify_one();
         let _ = checkpoint_writer.await;
-        save(&checkpoints)
+        // What is committed was acknowledged by every sink: it is safe to
+        // keep even when a task died.
+        let saved = save(&checkpoints)
             .await
-            .context("writing the final checkpoint")?;
-        Ok(ending)
+            .context("writing the final checkpoint");
+        match ending {
+            Ok(ending) => saved.map(|()| ending),
+            Err(failure) => Err(anyhow::anyhow!(
+                "{failure}: stopping (a restart resumes from the checkpoint)"
+            )),
+        }
     }
 }
 
@@ -497,114 +524,6 @@ fn describe_probe(p: &Probe) -> String {
         "reachable: {} holds {} Parquet objects, {} bytes{newest}",
         p.destination, p.objects, p.bytes
     )
-}
-
-/// Acknowledgements still waiting for staged rows to become durable.
-type Staged = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
-
-/// What every worker of every sink shares.
-struct Worker {
-    tracker: Arc<Mutex<AckTracker>>,
-    stats: Arc<SinkStats>,
-    staged: Staged,
-    data_dir: PathBuf,
-}
-
-/// Deliver batches from `queue` to `sink`, retrying transient failures with
-/// exponential backoff and jitter for as long as it takes.
-async fn worker(
-    sink: Arc<dyn Sink>,
-    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Arc<Dispatched>>>>,
-    w: Worker,
-) {
-    loop {
-        let Some(item) = queue.lock().await.recv().await else {
-            return;
-        };
-        let rows = item.batch.records.num_rows() as u64;
-        let mut backoff = Backoff::default();
-        let started = Instant::now();
-        loop {
-            match sink.deliver(&item.batch).await {
-                Delivery::Delivered => {
-                    // Acknowledge first: a reader of the counters then also
-                    // sees the committed offsets.
-                    lock(&w.tracker).ack(item.id);
-                    w.stats.rows_delivered.inc_by(rows);
-                    w.stats
-                        .batch_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    break;
-                }
-                Delivery::Staged(durable) => {
-                    // The rows are in the sink's hands: take the next batch,
-                    // and acknowledge this one when its object is complete.
-                    let (tracker, stats, id) =
-                        (Arc::clone(&w.tracker), Arc::clone(&w.stats), item.id);
-                    let name = sink.name().to_string();
-                    let task = tokio::spawn(async move {
-                        if durable.wait().await {
-                            lock(&tracker).ack(id);
-                            stats.rows_delivered.inc_by(rows);
-                            stats.batch_seconds.observe(started.elapsed().as_secs_f64());
-                        } else {
-                            tracing::error!(sink = %name, "staged rows were given up; they will be read again after a restart");
-                        }
-                    });
-                    let mut staged = lock(&w.staged);
-                    staged.retain(|t| !t.is_finished());
-                    staged.push(task);
-                    break;
-                }
-                Delivery::Rejected(rejected) => {
-                    // The other rows are in: only the dead letter is retried
-                    // (offering the batch again would send them again).
-                    loop {
-                        let dir = w.data_dir.clone();
-                        let (name, batch, r) = (
-                            sink.name().to_string(),
-                            item.batch.clone(),
-                            rejected.clone(),
-                        );
-                        let written = tokio::task::spawn_blocking(move || {
-                            crate::dead_letter::write(&dir, &name, &batch, &r)
-                        })
-                        .await;
-                        match written {
-                            Ok(Ok(path)) => {
-                                tracing::warn!(sink = sink.name(), rows = rejected.len(), path = %path.display(), reason = %rejected[0].reason, "rows rejected; written to the dead letter");
-                                break;
-                            }
-                            Ok(Err(e)) => {
-                                tracing::error!(sink = sink.name(), error = %e, "cannot write the dead letter; will retry")
-                            }
-                            Err(e) => {
-                                tracing::error!(sink = sink.name(), error = %e, "dead-letter task failed; will retry")
-                            }
-                        }
-                        tokio::time::sleep(backoff.next_delay()).await;
-                    }
-                    lock(&w.tracker).ack(item.id);
-                    w.stats.rows_dead_lettered.inc_by(rejected.len() as u64);
-                    w.stats.rows_delivered.inc_by(rows - rejected.len() as u64);
-                    w.stats
-                        .batch_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    break;
-                }
-                Delivery::Retry(e) => {
-                    // The sink counted the failed attempt (its health state).
-                    let delay = backoff.next_delay();
-                    if e.is_permanent() {
-                        tracing::error!(sink = sink.name(), batch = %item.batch.id, error = %e, retry_in = ?delay, "delivery cannot succeed until this is fixed; retrying");
-                    } else {
-                        tracing::warn!(sink = sink.name(), batch = %item.batch.id, error = %e, retry_in = ?delay, "delivery failed; retrying");
-                    }
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-    }
 }
 
 /// Write the checkpoint if it changed. Writes are serialised, and each takes

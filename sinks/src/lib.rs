@@ -73,8 +73,10 @@ pub enum Delivery {
     Delivered,
     /// Every row is in the sink's hands but not durable yet (it is staged
     /// into a larger object that is completed later). The batch counts as
-    /// delivered when [`Durable::wait`] returns; until then the sink itself
-    /// retries whatever fails, and the caller must not acknowledge the batch.
+    /// delivered when [`Durable::wait`] returns `true`; until then the sink
+    /// itself retries whatever fails, and the caller must not acknowledge the
+    /// batch. If it returns `false` the sink gave the rows up and the caller
+    /// offers the batch again.
     Staged(Durable),
     /// Nothing (or not all) is durable and trying again may succeed: the same
     /// batch will be offered again after a backoff.
@@ -113,9 +115,15 @@ pub trait Sink: Send + Sync {
 pub struct Durable(Vec<tokio::sync::oneshot::Receiver<()>>);
 
 impl Durable {
+    /// Durable when every one of `receivers` was told so; given up when the
+    /// sender of any is dropped.
+    pub fn new(receivers: Vec<tokio::sync::oneshot::Receiver<()>>) -> Self {
+        Self(receivers)
+    }
+
     /// Wait until every object holding the batch's rows is complete. Returns
-    /// `false` if the sink gave up on them (it was dropped, as at exit): the
-    /// batch is then not delivered and will be read again after a restart.
+    /// `false` if the sink gave up on them (a staging file it had to abandon,
+    /// say): the pipeline then offers the batch again.
     pub async fn wait(self) -> bool {
         for rx in self.0 {
             if rx.await.is_err() {

@@ -1,0 +1,223 @@
+//! Delivering batches to one sink: the retry and dead-letter policy.
+//!
+//! A worker takes a batch from its sink's queue and offers it until the sink
+//! gives an answer the pipeline can acknowledge:
+//! - **Delivered**: acknowledged at once.
+//! - **Staged**: the worker moves on; a task waits until the rows are
+//!   durable and acknowledges then. If the sink gives the rows up (a staging
+//!   file abandoned on a full disk, say), the batch is offered again at once,
+//!   so the checkpoint moves again as soon as the sink can take it, without
+//!   a restart.
+//! - **Rejected**: the rejected rows are written to the dead letter (retried
+//!   until that write succeeds: a full disk is a retry, never a loss), then
+//!   the batch is acknowledged.
+//! - **Retry**: offered again after an exponential backoff with jitter, for
+//!   as long as it takes. The sink's health state (`/readyz`, `/metrics`)
+//!   shows why; the log says so at most every [`LOG_EVERY`].
+//!
+//! A batch is acknowledged exactly once per sink, and only after one of the
+//! first three answers: the checkpoint never passes a row that a sink has
+//! not made durable or dead-lettered.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tidewater_sinks::{Backoff, Delivery, RejectedRow, Sink, SinkBatch};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::ack::{AckTracker, BatchId};
+use crate::lock;
+use crate::memory::Reservation;
+use crate::stats::SinkStats;
+use crate::tasks::Critical;
+
+/// A failing batch is logged at most this often (every attempt is counted
+/// in the sink's health state).
+pub const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// A batch on its way to the sinks.
+pub struct Dispatched {
+    pub id: BatchId,
+    pub batch: SinkBatch,
+    /// Returned to the budget when the last sink drops the batch.
+    pub memory: Option<Reservation>,
+}
+
+/// The queue a sink's workers share.
+pub type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<Arc<Dispatched>>>>;
+
+/// Tasks waiting for staged batches to become durable.
+#[derive(Clone, Default)]
+pub struct Staged(Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl Staged {
+    fn push(&self, task: tokio::task::JoinHandle<()>) {
+        let mut tasks = lock(&self.0);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// Wait for every staged batch, including batches staged again while
+    /// waiting, calling `flush` before each round (so sinks complete what
+    /// they hold now rather than when it is due).
+    pub async fn drain<F: Future<Output = ()>>(&self, mut flush: impl FnMut() -> F) {
+        loop {
+            flush().await;
+            let pending = std::mem::take(&mut *lock(&self.0));
+            if pending.is_empty() {
+                return;
+            }
+            for task in pending {
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+/// Everything one sink's workers share.
+#[derive(Clone)]
+pub struct Worker {
+    pub sink: Arc<dyn Sink>,
+    pub tracker: Arc<Mutex<AckTracker>>,
+    pub stats: Arc<SinkStats>,
+    pub staged: Staged,
+    pub data_dir: PathBuf,
+    pub critical: Critical,
+}
+
+impl Worker {
+    /// Take batches from `queue` until it is closed.
+    pub async fn run(self, queue: Queue) -> anyhow::Result<()> {
+        loop {
+            let Some(item) = queue.lock().await.recv().await else {
+                return Ok(());
+            };
+            self.deliver(item, Instant::now()).await;
+        }
+    }
+
+    /// Offer `item` until the sink delivered, staged or rejected it.
+    fn deliver(
+        &self,
+        item: Arc<Dispatched>,
+        started: Instant,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let mut backoff = Backoff::default();
+            let mut last_log: Option<Instant> = None;
+            let mut attempts = 0u64;
+            loop {
+                match self.sink.deliver(&item.batch).await {
+                    Delivery::Delivered => return self.acked(&item, 0, started),
+                    Delivery::Staged(durable) => return self.await_durable(item, durable, started),
+                    Delivery::Rejected(rejected) if rejected.is_empty() => {
+                        // "These rows can never be accepted; every other row
+                        // is durable" with no rows: all of them are durable.
+                        tracing::error!(sink = self.sink.name(), batch = %item.batch.id, "bug: the sink rejected a batch naming no row; counting it as delivered");
+                        return self.acked(&item, 0, started);
+                    }
+                    Delivery::Rejected(rejected) => {
+                        self.dead_letter(&item, &rejected).await;
+                        return self.acked(&item, rejected.len() as u64, started);
+                    }
+                    Delivery::Retry(e) => {
+                        // The sink counted the failed attempt (its health state).
+                        attempts += 1;
+                        let delay = backoff.next_delay();
+                        if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                            last_log = Some(Instant::now());
+                            if e.is_permanent() {
+                                tracing::error!(sink = self.sink.name(), batch = %item.batch.id, attempts, error = %e, retry_in = ?delay, "delivery cannot succeed until this is fixed; retrying");
+                            } else {
+                                tracing::warn!(sink = self.sink.name(), batch = %item.batch.id, attempts, error = %e, retry_in = ?delay, "delivery failed; retrying");
+                            }
+                        }
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Acknowledge `item` for this sink and count it.
+    fn acked(&self, item: &Dispatched, dead_lettered: u64, started: Instant) {
+        let rows = item.batch.records.num_rows() as u64;
+        // Acknowledge first: a reader of the counters then also sees the
+        // committed offsets.
+        lock(&self.tracker).ack(item.id);
+        self.stats.rows_dead_lettered.inc_by(dead_lettered);
+        self.stats.rows_delivered.inc_by(rows - dead_lettered);
+        self.stats
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The rows are in the sink's hands: acknowledge them when they are
+    /// durable, or offer the batch again if the sink gives them up.
+    fn await_durable(
+        &self,
+        item: Arc<Dispatched>,
+        durable: tidewater_sinks::Durable,
+        started: Instant,
+    ) {
+        let w = self.clone();
+        let name = format!("sink {} staged batch {}", self.sink.name(), item.batch.id);
+        let task = self.critical.spawn(name, async move {
+            if durable.wait().await {
+                w.acked(&item, 0, started);
+            } else {
+                tracing::warn!(sink = w.sink.name(), batch = %item.batch.id, "the sink gave up staged rows; offering the batch again");
+                w.stats.batches_reoffered.inc();
+                w.deliver(item, started).await;
+            }
+            Ok(())
+        });
+        self.staged.push(task);
+    }
+
+    /// Write the rejected rows to the dead letter, retrying until it works:
+    /// only the dead letter is retried (offering the batch again would send
+    /// the other rows again).
+    async fn dead_letter(&self, item: &Dispatched, rejected: &[RejectedRow]) {
+        let mut backoff = Backoff::default();
+        let mut last_log: Option<Instant> = None;
+        loop {
+            let dir = self.data_dir.clone();
+            let (name, batch, r) = (
+                self.sink.name().to_string(),
+                item.batch.clone(),
+                rejected.to_vec(),
+            );
+            let written = tokio::task::spawn_blocking(move || {
+                crate::dead_letter::write(&dir, &name, &batch, &r)
+            })
+            .await;
+            let error = match written {
+                Ok(Ok(path)) => {
+                    let reason = rejected.first().map_or("", |r| r.reason.as_str());
+                    tracing::warn!(sink = self.sink.name(), rows = rejected.len(), path = %path.display(), reason, "rows rejected; written to the dead letter");
+                    return;
+                }
+                Ok(Err(e)) => format!("{e:#}"),
+                Err(e) => format!("dead-letter task failed: {e}"),
+            };
+            if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                last_log = Some(Instant::now());
+                tracing::error!(
+                    sink = self.sink.name(),
+                    error,
+                    "cannot write the dead letter; will retry"
+                );
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "deliver_tests.rs"]
+mod tests;
