@@ -460,7 +460,7 @@ impl Roller {
                 } else {
                     format!("{}-{n}", batch.id)
                 };
-                let file = self.create(KeyTemplate::with_id(&group, &id))?;
+                let file = self.create(KeyTemplate::with_id(&group, &id)).await?;
                 open.insert(group.clone(), file);
             }
             let Some(file) = open.get_mut(&group) else {
@@ -471,13 +471,11 @@ impl Roller {
                 continue; // never: the writer is only out during a write
             };
             let row_group_bytes = self.target.buffers.row_group_bytes;
+            let staging = file.staging.clone();
             let written = tokio::task::spawn_blocking(move || {
-                writer.write(&part)?;
-                // What the writer holds: encoded pages and values not yet encoded.
-                if writer.memory_size() >= row_group_bytes {
-                    writer.flush()?;
-                }
-                Ok::<_, SinkError>(writer)
+                append(&mut writer, &part, row_group_bytes)
+                    .map(|()| writer)
+                    .map_err(|e| staging_error(&staging, e))
             })
             .await
             .map_err(|e| SinkError::Task(e.to_string()));
@@ -485,11 +483,12 @@ impl Roller {
                 Ok(Ok(writer)) => file.writer = Some(writer),
                 Ok(Err(e)) | Err(e) => {
                     // The staging file may be damaged: give it up. Batches
-                    // staged in it earlier stay unacknowledged (read again
-                    // after a restart); this one is answered by `e`.
+                    // staged in it earlier are given up too (the pipeline
+                    // offers them again); this one is answered by `e`: a
+                    // retry for an I/O error such as a full disk.
                     tracing::error!(sink = %self.target.name, error = %e, "staging write failed; abandoning the staging file");
                     if let Some(file) = open.remove(&group) {
-                        let _ = std::fs::remove_file(&file.staging);
+                        remove_staging(file.staging).await;
                     }
                     return Err(e);
                 }
@@ -510,15 +509,22 @@ impl Roller {
         Ok(Durable(receivers))
     }
 
-    fn create(&self, key: String) -> Result<OpenFile, SinkError> {
+    /// Open a staging file for `key` (on the blocking pool: it touches the disk).
+    async fn create(&self, key: String) -> Result<OpenFile, SinkError> {
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let staging = self.rolling.staging_dir.join(format!("{n}.parquet"));
-        let file = std::fs::File::create(&staging).map_err(|source| SinkError::Staging {
-            path: staging.display().to_string(),
-            source,
-        })?;
         let schema = Arc::clone(&self.target.schema);
-        let writer = ArrowWriter::try_new(file, schema, Some(self.target.props.clone()))?;
+        let props = self.target.props.clone();
+        let path = staging.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create(&path).map_err(|source| SinkError::Staging {
+                path: path.display().to_string(),
+                source,
+            })?;
+            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| staging_error(&path, e))
+        })
+        .await
+        .map_err(|e| SinkError::Task(e.to_string()))??;
         Ok(OpenFile {
             key,
             staging,
@@ -539,9 +545,17 @@ impl Roller {
             return;
         };
         let closed = tokio::task::spawn_blocking(move || writer.close()).await;
-        if !matches!(closed, Ok(Ok(_))) {
-            tracing::error!(sink = %self.target.name, "cannot finish a staging file; its rows will be read again after a restart");
-            let _ = std::fs::remove_file(&file.staging);
+        let error = match closed {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(staging_error(&file.staging, e)),
+            Err(e) => Some(SinkError::Task(e.to_string())),
+        };
+        if let Some(e) = error {
+            // Dropping the waiters gives the batches up: the pipeline offers
+            // them again, and they are staged anew.
+            self.target.health.failed(&e);
+            tracing::error!(sink = %self.target.name, error = %e, "cannot finish a staging file; its batches are offered again");
+            remove_staging(file.staging).await;
             return;
         }
         let target = Arc::clone(&self.target);
@@ -660,6 +674,45 @@ async fn footer_rows(
     Ok(ParquetMetaDataReader::decode_metadata(&footer)?
         .file_metadata()
         .num_rows())
+}
+
+/// Append `part` to a staging file, writing the row group out once the
+/// writer holds `row_group_bytes` (encoded pages and values not yet encoded).
+fn append(
+    writer: &mut ArrowWriter<std::fs::File>,
+    part: &RecordBatch,
+    row_group_bytes: usize,
+) -> Result<(), parquet::errors::ParquetError> {
+    writer.write(part)?;
+    if writer.memory_size() >= row_group_bytes {
+        writer.flush()?;
+    }
+    Ok(())
+}
+
+/// A staging file's error: I/O on the file (a full disk, say) is a retry
+/// like any other I/O error; only an encoding error is the batch's fault.
+fn staging_error(path: &FsPath, e: parquet::errors::ParquetError) -> SinkError {
+    use parquet::errors::ParquetError;
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
+            Ok(source) => SinkError::Staging {
+                path: path.display().to_string(),
+                source: *source,
+            },
+            Err(inner) => SinkError::Encode(ParquetError::External(inner)),
+        },
+        e => SinkError::Encode(e),
+    }
+}
+
+/// Remove an abandoned staging file (its rows are offered again).
+async fn remove_staging(path: PathBuf) {
+    if let Err(e) = tokio::fs::remove_file(&path).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove an abandoned staging file");
+        }
+    }
 }
 
 /// The rows `rows` of `records` (all of them without a copy when that is all).

@@ -7,6 +7,9 @@
 //! - `rotation`: rename+create and copytruncate rotation while `run` tails.
 //! - `crash`: SIGKILL and restart (no loss, bounded duplicates); SIGTERM drains
 //!   and checkpoints; restarts resume from the checkpoint.
+//! - `full_disk`: a data dir on a small tmpfs that fills up: staging files
+//!   and checkpoints are retried, never dead-lettered, and catch up once
+//!   the disk has room, without a restart.
 //! - `bad_input`: invalid UTF-8, NUL bytes, huge lines, CRLF, broken lines,
 //!   empty lines and unreadable entries are all accounted for.
 //! - `object_store`: the lake on S3 (a real moto server: exactly once,
@@ -31,6 +34,7 @@ mod bigquery;
 mod config_errors;
 mod corpus;
 mod crash;
+mod full_disk;
 mod object_store;
 mod operations;
 mod packaging;
