@@ -252,10 +252,10 @@ fn push_segment(value: &str, out: &mut String) {
         }
     }));
     if cut < value.len() {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        value.hash(&mut h);
-        out.push_str(&format!("-{:016x}", h.finish()));
+        // xxh3 is specified (std's DefaultHasher may change between Rust
+        // releases): a batch re-sent after an upgrade lands on the same key.
+        let hash = xxhash_rust::xxh3::xxh3_64(value.as_bytes());
+        out.push_str(&format!("-{hash:016x}"));
     }
 }
 
@@ -330,5 +330,14 @@ mod segment_tests {
         super::push_segment(&format!("{}y", "x".repeat(299)), &mut b);
         assert!(a.len() < 120, "{}", a.len());
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_hash_of_a_long_value_is_pinned() {
+        // xxh3-64 of the whole value, checked with Python's xxhash package
+        // (`xxhash.xxh3_64_intdigest`): a toolchain upgrade must not move keys.
+        let mut key = String::new();
+        super::push_segment(&format!("pod-{}", "a".repeat(100)), &mut key);
+        assert_eq!(key, format!("pod-{}-932b363734627ce9", "a".repeat(76)));
     }
 }
