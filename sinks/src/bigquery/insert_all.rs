@@ -23,7 +23,7 @@ use crate::{RejectedRow, SinkBatch, SinkError};
 const HEAD: &[u8] = br#"{"skipInvalidRows":true,"ignoreUnknownValues":false,"rows":["#;
 const TAIL: &[u8] = b"]}";
 
-/// One request being filled: the JSON body so far and the rows in it.
+/// One request: the JSON body (gzipped once complete) and the rows in it.
 struct Chunk {
     body: Vec<u8>,
     rows: Vec<usize>,
@@ -43,7 +43,9 @@ impl Chunk {
     }
 }
 
-/// Insert rows `rows` of `batch` into `table`.
+/// Insert rows `rows` of `batch` into `table`. Each request's body is
+/// encoded and gzipped on the blocking pool (up to 9 MB of JSON is CPU work
+/// the async threads must not wait for), one request at a time.
 pub async fn send(
     client: &Client,
     cfg: &BigQueryConfig,
@@ -51,10 +53,58 @@ pub async fn send(
     batch: &SinkBatch,
     rows: &[usize],
 ) -> Sent {
-    let encoder = RowEncoder::new(&batch.records);
     let mut sent = Sent::default();
+    let limits = (cfg.max_rows_per_request, cfg.max_request_bytes);
+    let mut rest: Vec<usize> = rows.to_vec();
+    while !rest.is_empty() {
+        let batch = batch.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            let next = next_request(&batch, &rest, limits);
+            (next, rest)
+        })
+        .await;
+        let next = match encoded {
+            Ok(((request, taken, rejected), mut left)) => {
+                sent.rejected.extend(rejected);
+                left.drain(..taken);
+                rest = left;
+                request
+            }
+            Err(e) => {
+                sent.error = Some(SinkError::Task(format!("encoding insertAll rows: {e}")));
+                return sent;
+            }
+        };
+        match next {
+            Ok(Some(chunk)) => {
+                if let Err(e) = request(client, cfg, table, chunk, &mut sent).await {
+                    sent.error = Some(e);
+                    return sent;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                sent.error = Some(e);
+                return sent;
+            }
+        }
+    }
+    sent
+}
+
+/// The next request from the front of `rows`: its gzipped body and rows
+/// (`None` when every row taken was too large alone), how many of `rows` it
+/// took, and the rows refused for their size.
+fn next_request(
+    batch: &SinkBatch,
+    rows: &[usize],
+    (max_rows, max_bytes): (usize, usize),
+) -> (Result<Option<Chunk>, SinkError>, usize, Vec<RejectedRow>) {
+    let encoder = RowEncoder::new(&batch.records);
     let mut chunk = Chunk::new();
+    let mut rejected = Vec::new();
     let mut entry = Vec::new();
+    let mut taken = 0;
     for &row in rows {
         // `{"insertId":…,"json":{…}}`, written once: its size decides the split.
         entry.clear();
@@ -63,39 +113,42 @@ pub async fn send(
         entry.extend_from_slice(br#","json":"#);
         encoder.write_row(row, &mut entry);
         entry.push(b'}');
-        if HEAD.len() + entry.len() + TAIL.len() > cfg.max_request_bytes {
-            sent.rejected.push(RejectedRow {
+        if HEAD.len() + entry.len() + TAIL.len() > max_bytes {
+            rejected.push(RejectedRow {
                 row,
                 reason: format!(
-                    "row is {} bytes as JSON: larger than an insertAll request may be (max_request_bytes = {})",
+                    "row is {} bytes as JSON: larger than an insertAll request may be (max_request_bytes = {max_bytes})",
                     entry.len(),
-                    cfg.max_request_bytes
                 ),
             });
+            taken += 1;
             continue;
         }
         if !chunk.rows.is_empty()
-            && (chunk.rows.len() >= cfg.max_rows_per_request
-                || chunk.len() + 1 + entry.len() > cfg.max_request_bytes)
+            && (chunk.rows.len() >= max_rows || chunk.len() + 1 + entry.len() > max_bytes)
         {
-            let full = std::mem::replace(&mut chunk, Chunk::new());
-            if let Err(e) = request(client, cfg, table, full, &mut sent).await {
-                sent.error = Some(e);
-                return sent;
-            }
+            break;
         }
         if !chunk.rows.is_empty() {
             chunk.body.push(b',');
         }
         chunk.body.extend_from_slice(&entry);
         chunk.rows.push(row);
+        taken += 1;
     }
-    if !chunk.rows.is_empty() {
-        if let Err(e) = request(client, cfg, table, chunk, &mut sent).await {
-            sent.error = Some(e);
-        }
+    if chunk.rows.is_empty() {
+        return (Ok(None), taken, rejected);
     }
-    sent
+    chunk.body.extend_from_slice(TAIL);
+    let gzipped = gzip(&chunk.body)
+        .map(|body| {
+            Some(Chunk {
+                body,
+                rows: chunk.rows,
+            })
+        })
+        .map_err(|e| SinkError::Task(format!("gzip: {e}")));
+    (gzipped, taken, rejected)
 }
 
 /// The body gzipped at the fastest level: on a 2-core sidecar the CPU matters
@@ -115,12 +168,10 @@ async fn request(
     client: &Client,
     cfg: &BigQueryConfig,
     table: &str,
-    mut chunk: Chunk,
+    chunk: Chunk,
     sent: &mut Sent,
 ) -> Result<(), SinkError> {
-    chunk.body.extend_from_slice(TAIL);
-    let rows = chunk.rows;
-    let body = gzip(&chunk.body).map_err(|e| SinkError::Task(format!("gzip: {e}")))?;
+    let (body, rows) = (chunk.body, chunk.rows);
     let resp = match client
         .tabledata()
         .insert_all_gzipped(

@@ -83,6 +83,9 @@ pub struct BigQueryConfig {
     pub request_timeout: Duration,
 }
 
+/// Tables remembered as created and checked, at most.
+const MAX_READY_TABLES: usize = 1024;
+
 /// What one send of some rows achieved.
 #[derive(Debug, Default)]
 pub(crate) struct Sent {
@@ -210,7 +213,13 @@ impl BigQuerySink {
             return Ok(());
         }
         table::ensure(&self.client, &self.cfg, table, &self.fields).await?;
-        lock(&self.ready).insert(table.to_string());
+        let mut ready = lock(&self.ready);
+        if ready.len() >= MAX_READY_TABLES {
+            // A templated name ({date}) makes new tables forever: forget the
+            // old ones (a table seen again is checked again, one request).
+            ready.clear();
+        }
+        ready.insert(table.to_string());
         Ok(())
     }
 

@@ -96,18 +96,25 @@ impl StorageWriter {
         let mut sent = Sent::default();
         let mut work: Vec<Vec<usize>> = vec![rows.to_vec()];
         while let Some(item) = work.pop() {
-            let records = match select(&batch.records, &item) {
-                Ok(r) => r,
-                Err(e) => {
+            // Selecting and encoding is CPU work: off the async threads.
+            let records = batch.records.clone();
+            let rows = item.clone();
+            let encoded =
+                tokio::task::spawn_blocking(move || select(&records, &rows).map(|r| encode(&r)))
+                    .await;
+            let ipc = match encoded {
+                Ok(Ok(Ok(b))) => b,
+                Ok(Ok(Err(e))) => {
+                    reject_all(&mut sent, &item, &format!("arrow IPC encoding failed: {e}"));
+                    continue;
+                }
+                Ok(Err(e)) => {
                     sent.error = Some(SinkError::Task(format!("selecting rows: {e}")));
                     return sent;
                 }
-            };
-            let ipc = match encode(&records) {
-                Ok(b) => b,
                 Err(e) => {
-                    reject_all(&mut sent, &item, &format!("arrow IPC encoding failed: {e}"));
-                    continue;
+                    sent.error = Some(SinkError::Task(format!("encoding rows: {e}")));
+                    return sent;
                 }
             };
             if ipc.len() + self.schema_ipc.len() > self.max_request_bytes {
