@@ -232,6 +232,9 @@ impl Tail {
     /// Find files matching the globs that are not open yet.
     fn discover(&mut self, startup: bool) {
         let mut seen = HashSet::new();
+        // Unreadable paths still matched: a warning is remembered only for
+        // those, so the set stays as small as the globs' matches.
+        let mut matched = HashSet::new();
         for pattern in self.include.clone() {
             let paths = match glob::glob(&pattern) {
                 Ok(p) => p,
@@ -243,15 +246,21 @@ impl Tail {
                     Err(e) => {
                         let p = e.path().to_path_buf();
                         self.unreadable(&p, &e.to_string());
+                        matched.insert(p);
                         continue;
                     }
                 };
+
                 if self.exclude.iter().any(|x| x.matches_path(&path)) {
                     continue;
                 }
                 self.consider(&path, startup, &mut seen);
+                if self.warned.contains(&path) {
+                    matched.insert(path);
+                }
             }
         }
+        self.warned.retain(|p| matched.contains(p));
     }
 
     fn consider(&mut self, path: &Path, startup: bool, seen: &mut HashSet<Inode>) {
