@@ -410,7 +410,11 @@ fn a_restart_after_sigkill_resends_the_same_insert_ids() {
 /// The team's table `app` has an INTEGER status; 200 JSON lines, of which
 /// four (seq 7, 57, 107, 157) log `"status":"n/a"`. Returns the config of a
 /// sink sending to `endpoint`, with `status` read as a STRING column.
-fn table_with_an_integer_status(sandbox: &Sandbox, emu: &BqEmulator, endpoint: &str) -> String {
+pub(crate) fn table_with_an_integer_status(
+    sandbox: &Sandbox,
+    emu: &BqEmulator,
+    endpoint: &str,
+) -> String {
     create_table(
         emu,
         "app",
@@ -437,7 +441,7 @@ fn table_with_an_integer_status(sandbox: &Sandbox, emu: &BqEmulator, endpoint: &
 }
 
 /// (status, dead_letter_reason) of every row in the sink's dead letters.
-fn dead_letters(sandbox: &Sandbox) -> Vec<(String, String)> {
+pub(crate) fn dead_letters(sandbox: &Sandbox) -> Vec<(String, String)> {
     let mut files = Vec::new();
     collect_parquet_files(&sandbox.path("state/dead_letter/warehouse"), &mut files);
     let mut dead: Vec<(String, String)> = Vec::new();

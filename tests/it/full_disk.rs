@@ -1,7 +1,8 @@
 //! A full data disk, on a real small filesystem (a tmpfs the test mounts):
-//! staging files and checkpoints that cannot be written are retried, shown
-//! in `/readyz`, never sent to the dead letter, and everything arrives once
-//! the disk has room again, without a restart.
+//! staging files, checkpoints and dead letters that cannot be written are
+//! retried (staging files shown in `/readyz`), good rows never go to the dead
+//! letter, and everything arrives once the disk has room again, without a
+//! restart.
 
 use std::fs;
 use std::io::Write;
@@ -87,7 +88,7 @@ fn wait_for_checkpoint_at(sandbox: &Sandbox, len: u64, tidewater: &mut Tidewater
     );
 }
 
-fn dead_letters(sandbox: &Sandbox) -> Vec<PathBuf> {
+fn dead_letter_files(sandbox: &Sandbox) -> Vec<PathBuf> {
     let mut found = Vec::new();
     collect_parquet_files(&sandbox.data_dir().join("dead_letter"), &mut found);
     found
@@ -124,7 +125,7 @@ fn a_full_staging_disk_is_retried_and_everything_arrives_once_it_has_room() {
     // A few more seconds full: retries, never the dead letter.
     std::thread::sleep(Duration::from_secs(3));
     tidewater.assert_running();
-    assert_eq!(dead_letters(&sandbox), Vec::<PathBuf>::new());
+    assert_eq!(dead_letter_files(&sandbox), Vec::<PathBuf>::new());
 
     disk.resize("256m");
     let lake = LakeReader::new(&sandbox.lake()).wait_for_seqs(
@@ -150,7 +151,7 @@ fn a_full_staging_disk_is_retried_and_everything_arrives_once_it_has_room() {
     let summary = finished.summary();
     assert_eq!(summary.get("rows_dead_lettered"), 0);
     assert!(summary.get("sink_retries") > 0, "the full disk was retried");
-    assert_eq!(dead_letters(&sandbox), Vec::<PathBuf>::new());
+    assert_eq!(dead_letter_files(&sandbox), Vec::<PathBuf>::new());
     println!(
         "{} rows for {} records ({} duplicates from batches given up on the full disk)",
         lake.row_count(),
@@ -212,4 +213,39 @@ fn a_full_data_dir_holds_the_checkpoint_back_but_delivery_goes_on() {
     finished.assert_success();
     let lake = read_lake(&sandbox.lake());
     lake.assert_exactly_once(all);
+}
+
+#[test]
+fn a_dead_letter_on_a_full_disk_is_retried_until_there_is_room() {
+    let sandbox = Sandbox::new();
+    let _disk = Tmpfs::mount(&sandbox.data_dir(), "1m");
+    let emu = BqEmulator::start(&sandbox);
+    // 200 lines, four of which the table refuses (BigQuery's `invalid`).
+    let cfg = crate::bigquery::table_with_an_integer_status(&sandbox, &emu, &emu.rest_url());
+    let path = sandbox.write_file("tidewater.toml", cfg);
+    let ballast = fill(&sandbox.data_dir());
+    let mut run = sandbox.spawn(&["run", "--once", "--config", path_str(&path)]);
+    assert!(
+        poll_until(Duration::from_secs(60), || run
+            .stderr()
+            .contains("cannot write the dead letter; will retry")),
+        "{}",
+        tail(&run.stderr(), 3000)
+    );
+    assert!(
+        run.stderr().contains("No space left on device"),
+        "{}",
+        tail(&run.stderr(), 3000)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    run.assert_running();
+    fs::remove_file(&ballast).expect("remove the ballast");
+    let finished = run.finish(RUN_ONCE_TIMEOUT);
+    finished.assert_success();
+    let summary = finished.summary();
+    assert_eq!(summary.get("rows_dead_lettered"), 4);
+    assert_eq!(summary.get("rows_delivered"), 196);
+    let dead = crate::bigquery::dead_letters(&sandbox);
+    assert_eq!(dead.len(), 4, "{dead:?}");
+    assert!(dead.iter().all(|(status, _)| status == "n/a"), "{dead:?}");
 }
