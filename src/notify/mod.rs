@@ -227,6 +227,16 @@ async fn session(
             .await;
     }
     drop(posts);
+    if result.is_err() && poster.is_finished() {
+        // A poster that died says why: the session is restarted with a new one.
+        if let Err(e) = poster.await {
+            if e.is_panic() {
+                let panic = crate::tasks::panic_message(&*e.into_panic());
+                return Err(anyhow::anyhow!("the Slack poster task panicked: {panic}"));
+            }
+        }
+        return result;
+    }
     if result.is_ok() {
         if tokio::time::timeout(config.shutdown_timeout, poster)
             .await
