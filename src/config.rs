@@ -790,7 +790,7 @@ impl Config {
                 }
                 SinkConfig::Amqp(a) => {
                     if let Err(e) = tidewater_sinks::when::Condition::parse(&a.when) {
-                        return Err(invalid(format!("sinks.{name}.when"), &e));
+                        return Err(invalid(format!("sinks.{name}.when"), &e.to_string()));
                     }
                     if !(a.url.starts_with("amqp://") || a.url.starts_with("amqps://")) {
                         return Err(invalid(
