@@ -962,6 +962,24 @@ impl Config {
                 SinkConfig::Bigquery(b) => {
                     check_table_template(&b.table, &arrow)
                         .map_err(|reason| bad(format!("sinks.{name}.table"), reason))?;
+                    if let Some(path) = &b.schema {
+                        let key = format!("sinks.{name}.schema");
+                        let text = std::fs::read_to_string(path).map_err(|e| {
+                            bad(&key, format!("cannot read {}: {e}", path.display()))
+                        })?;
+                        serde_json::from_str::<Vec<serde_json::Map<String, serde_json::Value>>>(
+                            &text,
+                        )
+                        .map_err(|e| {
+                            bad(
+                                &key,
+                                format!(
+                                    "{} is not a BigQuery JSON schema (an array of columns): {e}",
+                                    path.display()
+                                ),
+                            )
+                        })?;
+                    }
                 }
                 SinkConfig::Amqp(_) => {}
             }
@@ -1635,6 +1653,7 @@ url = "file://lake"
             (with_bigquery("location = \"\""), "sinks.wh.location:", ""),
             (with_bigquery("clustering = [\"a\", \"b\", \"c\", \"d\", \"e\"]"), "sinks.wh.clustering: expected at most 4", ""),
             (with_bigquery("request_timeout = \"0s\""), "sinks.wh.request_timeout: must be more than 0s", ""),
+            (with_bigquery("schema = \"no/such/bq.json\""), "sinks.wh.schema: cannot read no/such/bq.json", ""),
             (with_notify("shutdown_timeout = \"0s\""), "notify.shutdown_timeout: must be more than 0s", ""),
             (with_notify("group_window = \"0s\""), "notify.group_window: must be more than 0s", ""),
             (with_notify("prefetch = 0"), "notify.prefetch: must be at least 1", ""),
