@@ -50,7 +50,9 @@ pub struct Config {
     /// The HTTP endpoint for probes.
     #[serde(default)]
     pub api: ApiConfig,
-    /// Read by `tidewater notify` (ignored by `run`).
+    /// Read by `tidewater notify`; `run` does not use it, but when present
+    /// it is checked like the rest, so that `validate` covers a file shared
+    /// by both commands.
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
 }
