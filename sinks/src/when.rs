@@ -13,12 +13,15 @@
 //! `<`, `<=`, `>`, `>=` in the order trace < debug < info < warn < error <
 //! fatal. A record without the field never matches, except with `!=`/`!~`.
 
+use std::fmt;
+
 use regex::Regex;
 
 use crate::event::level_rank;
 
-/// A parsed condition: any of its `and`-groups matches.
-#[derive(Debug, Clone)]
+/// A parsed condition: any of its `and`-groups matches. Printed (`Display`)
+/// in the canonical syntax, which parses back to an equal condition.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
     any: Vec<Vec<Comparison>>,
 }
@@ -26,7 +29,18 @@ pub struct Condition {
 #[derive(Debug, Clone)]
 struct Comparison {
     field: String,
+    op: Op,
+    /// The value as written (unescaped).
+    value: String,
     test: Test,
+}
+
+/// Comparisons are equal when they are written the same (the compiled
+/// test follows from field, operator and value).
+impl PartialEq for Comparison {
+    fn eq(&self, other: &Self) -> bool {
+        self.field == other.field && self.op == other.op && self.value == other.value
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +51,46 @@ enum Test {
     NotMatches(Regex),
     /// `level` compared by rank: the record's rank must be in this range.
     Rank(std::ops::Range<usize>),
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Matches,
+    NotMatches,
+    Ge,
+    Le,
+    Gt,
+    Lt,
+}
+
+impl Op {
+    /// Longest first, so that `>=` is not read as `>`.
+    const ALL: [Op; 8] = [
+        Op::Eq,
+        Op::Ne,
+        Op::Matches,
+        Op::NotMatches,
+        Op::Ge,
+        Op::Le,
+        Op::Gt,
+        Op::Lt,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Matches => "=~",
+            Op::NotMatches => "!~",
+            Op::Ge => ">=",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Lt => "<",
+        }
+    }
 }
 
 /// The fields a condition may name.
@@ -50,19 +104,79 @@ pub const FIELDS: [&str; 7] = [
     "stream",
 ];
 
+/// Why a condition does not parse, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {message}")]
+pub struct WhenError {
+    /// 1-based, in characters, of where the problem starts.
+    pub column: usize,
+    /// The byte offset of the same place.
+    pub offset: usize,
+    pub message: String,
+}
+
 impl Condition {
     /// Parse `text`; the error says what is wrong and where.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut any = Vec::new();
-        for group in split_words(text, "or") {
-            let mut all = Vec::new();
-            for clause in split_words(&group, "and") {
-                all.push(parse_comparison(clause.trim())?);
-            }
-            any.push(all);
+    ///
+    /// `and` and `or` may be written in any case (`AND`, `Or`); values are
+    /// quoted with `"` or `'`, and inside them `\"`, `\'` and `\\` stand for
+    /// the quote and the backslash (any other `\x` is kept as it is, so
+    /// regexes such as `"\d+"` need no doubling).
+    pub fn parse(text: &str) -> Result<Self, WhenError> {
+        let tokens = tokenize(text);
+        let err = |offset: usize, message: String| WhenError {
+            column: text[..offset].chars().count() + 1,
+            offset,
+            message,
+        };
+        let end = text.len();
+        if tokens.is_empty() {
+            return Err(err(
+                end,
+                "empty condition: expected FIELD OP \"VALUE\", as in level >= \"error\"".into(),
+            ));
         }
-        if any.is_empty() {
-            return Err("empty condition".into());
+        let mut any = Vec::new();
+        let mut all = Vec::new();
+        let mut i = 0;
+        loop {
+            all.push(parse_comparison(text, &tokens, &mut i, &err)?);
+            match tokens.get(i) {
+                None => {
+                    any.push(std::mem::take(&mut all));
+                    break;
+                }
+                Some(Token {
+                    kind: Kind::Word(w),
+                    ..
+                }) if w.eq_ignore_ascii_case("and") => {}
+                Some(Token {
+                    kind: Kind::Word(w),
+                    ..
+                }) if w.eq_ignore_ascii_case("or") => any.push(std::mem::take(&mut all)),
+                Some(Token {
+                    kind: Kind::Bad(e), ..
+                }) => return Err(e.clone()),
+                Some(t) => {
+                    return Err(err(
+                        t.start,
+                        format!(
+                            "expected `and`, `or` or the end after a comparison, found {}",
+                            t.describe(text)
+                        ),
+                    ))
+                }
+            }
+            i += 1;
+            if i == tokens.len() {
+                return Err(err(
+                    end,
+                    format!(
+                        "expected a comparison after `{}`",
+                        &text[tokens[i - 1].start..tokens[i - 1].end]
+                    ),
+                ));
+            }
         }
         Ok(Self { any })
     }
@@ -72,6 +186,36 @@ impl Condition {
         self.any
             .iter()
             .any(|all| all.iter().all(|c| c.test.holds(get(&c.field))))
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (g, all) in self.any.iter().enumerate() {
+            if g > 0 {
+                f.write_str(" or ")?;
+            }
+            for (c, comparison) in all.iter().enumerate() {
+                if c > 0 {
+                    f.write_str(" and ")?;
+                }
+                write!(f, "{comparison}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} \"", self.field, self.op.as_str())?;
+        for c in self.value.chars() {
+            if c == '"' || c == '\\' {
+                f.write_str("\\")?;
+            }
+            write!(f, "{c}")?;
+        }
+        f.write_str("\"")
     }
 }
 
@@ -88,110 +232,246 @@ impl Test {
     }
 }
 
-/// Split on a keyword surrounded by whitespace, outside quotes.
-fn split_words(text: &str, word: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut quote: Option<char> = None;
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if let Some(q) = quote {
-            if c == '\\' && i + 1 < chars.len() {
-                if let Some(p) = parts.last_mut() {
-                    p.extend([c, chars[i + 1]]);
-                }
-                i += 2;
-                continue;
-            }
-            if c == q {
-                quote = None;
-            }
-        } else if c == '"' || c == '\'' {
-            quote = Some(c);
-        } else if c.is_whitespace() {
-            let rest: String = chars[i + 1..].iter().collect();
-            if rest.starts_with(word) && rest[word.len()..].starts_with(char::is_whitespace) {
-                parts.push(String::new());
-                i += 1 + word.len();
-                continue;
-            }
-        }
-        if let Some(p) = parts.last_mut() {
-            p.push(c);
-        }
-        i += 1;
-    }
-    parts
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// A field name or `and` / `or`.
+    Word(String),
+    Op(Op),
+    /// A quoted value, unescaped.
+    Value(String),
+    /// What could not be read; the last token. Reported only if the parser
+    /// gets this far, so that errors come in the order of the text.
+    Bad(WhenError),
 }
 
-fn parse_comparison(clause: &str) -> Result<Comparison, String> {
-    const OPS: [&str; 8] = ["==", "!=", "=~", "!~", ">=", "<=", ">", "<"];
-    let (at, op) = OPS
-        .iter()
-        .filter_map(|op| clause.find(op).map(|at| (at, *op)))
-        .min_by_key(|(at, op)| (*at, std::cmp::Reverse(op.len())))
-        .ok_or_else(|| {
-            format!(
-                "{clause:?}: expected FIELD OP \"VALUE\" with OP one of {}",
-                OPS.join(" ")
-            )
-        })?;
-    let field = clause[..at].trim().to_string();
+#[derive(Debug, Clone)]
+struct Token {
+    kind: Kind,
+    /// Byte offsets in the text.
+    start: usize,
+    end: usize,
+}
+
+impl Token {
+    fn describe(&self, text: &str) -> String {
+        format!("`{}`", &text[self.start..self.end])
+    }
+}
+
+fn tokenize(text: &str) -> Vec<Token> {
+    let err = |offset: usize, message: String| WhenError {
+        column: text[..offset].chars().count() + 1,
+        offset,
+        message,
+    };
+    let bad = |tokens: &mut Vec<Token>, e: WhenError| {
+        tokens.push(Token {
+            start: e.offset,
+            end: text.len(),
+            kind: Kind::Bad(e),
+        });
+    };
+    let mut tokens = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some(&(start, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' {
+            let mut end = start;
+            while let Some(&(at, c)) = chars.peek() {
+                if !(c.is_ascii_alphanumeric() || c == '_') {
+                    break;
+                }
+                end = at + c.len_utf8();
+                chars.next();
+            }
+            tokens.push(Token {
+                kind: Kind::Word(text[start..end].to_string()),
+                start,
+                end,
+            });
+            continue;
+        }
+        if c == '"' || c == '\'' {
+            let quote = c;
+            chars.next();
+            let mut value = String::new();
+            let mut end = None;
+            while let Some((at, c)) = chars.next() {
+                if c == '\\' {
+                    match chars.peek() {
+                        Some(&(_, next)) if next == '\\' || next == '"' || next == '\'' => {
+                            value.push(next);
+                            chars.next();
+                        }
+                        _ => value.push('\\'),
+                    }
+                } else if c == quote {
+                    end = Some(at + 1);
+                    break;
+                } else {
+                    value.push(c);
+                }
+            }
+            let Some(end) = end else {
+                bad(
+                    &mut tokens,
+                    err(
+                        start,
+                        format!("the value starting here has no closing {c} (write \\{c} for a {c} inside it)"),
+                    ),
+                );
+                break;
+            };
+            tokens.push(Token {
+                kind: Kind::Value(value),
+                start,
+                end,
+            });
+            continue;
+        }
+        let rest = &text[start..];
+        if let Some(op) = Op::ALL.into_iter().find(|op| rest.starts_with(op.as_str())) {
+            let end = start + op.as_str().len();
+            while chars.peek().is_some_and(|&(at, _)| at < end) {
+                chars.next();
+            }
+            tokens.push(Token {
+                kind: Kind::Op(op),
+                start,
+                end,
+            });
+            continue;
+        }
+        let hint = match c {
+            '=' => " (did you mean ==?)",
+            '!' => " (did you mean != or !~?)",
+            '&' => " (write and)",
+            '|' => " (write or)",
+            '(' | ')' => " (parentheses are not supported: and binds tighter than or)",
+            _ => "",
+        };
+        bad(&mut tokens, err(start, format!("unexpected {c:?}{hint}")));
+        break;
+    }
+    tokens
+}
+
+/// One `FIELD OP "VALUE"` from `tokens[*i..]`, leaving `*i` after it.
+fn parse_comparison(
+    text: &str,
+    tokens: &[Token],
+    i: &mut usize,
+    err: &impl Fn(usize, String) -> WhenError,
+) -> Result<Comparison, WhenError> {
+    let shape = || {
+        format!(
+            "expected FIELD OP \"VALUE\" with OP one of {}",
+            Op::ALL.map(Op::as_str).join(" ")
+        )
+    };
+    let field_token = &tokens[*i];
+    let field = match &field_token.kind {
+        Kind::Word(w) => w.clone(),
+        Kind::Bad(e) => return Err(e.clone()),
+        _ => {
+            return Err(err(
+                field_token.start,
+                format!("{}, found {}", shape(), field_token.describe(text)),
+            ))
+        }
+    };
     if !FIELDS.contains(&field.as_str()) {
-        return Err(format!(
-            "{clause:?}: unknown field {field:?}; expected one of {}",
-            FIELDS.join(", ")
+        return Err(err(
+            field_token.start,
+            format!(
+                "unknown field {field:?}; expected one of {}",
+                FIELDS.join(", ")
+            ),
         ));
     }
-    let value = unquote(clause[at + op.len()..].trim())
-        .ok_or_else(|| format!("{clause:?}: the value must be quoted, as in level >= \"error\""))?;
-    let regex = |v: &str| Regex::new(v).map_err(|e| format!("{clause:?}: bad regex: {e}"));
+    let op = match tokens.get(*i + 1) {
+        Some(Token {
+            kind: Kind::Op(op), ..
+        }) => *op,
+        Some(Token {
+            kind: Kind::Bad(e), ..
+        }) => return Err(e.clone()),
+        Some(t) => {
+            return Err(err(
+                t.start,
+                format!("{} after {field}, found {}", shape(), t.describe(text)),
+            ))
+        }
+        None => return Err(err(text.len(), format!("{} after {field}", shape()))),
+    };
+    let op_token = &tokens[*i + 1];
+    let value = match tokens.get(*i + 2) {
+        Some(Token {
+            kind: Kind::Value(v),
+            ..
+        }) => v.clone(),
+        Some(Token {
+            kind: Kind::Bad(e), ..
+        }) => return Err(e.clone()),
+        Some(t) => {
+            return Err(err(
+                t.start,
+                format!(
+                    "the value must be quoted, as in level >= \"error\"; found {}",
+                    t.describe(text)
+                ),
+            ))
+        }
+        None => {
+            return Err(err(
+                text.len(),
+                format!("expected a quoted value after {field} {}", op.as_str()),
+            ))
+        }
+    };
+    let value_start = tokens[*i + 2].start;
+    *i += 3;
+    let regex = |v: &str| Regex::new(v).map_err(|e| err(value_start, format!("bad regex: {e}")));
     let rank = |v: &str| {
         if field != "level" {
-            return Err(format!(
-                "{clause:?}: {op} compares levels; use == != =~ !~ for {field}"
+            return Err(err(
+                op_token.start,
+                format!(
+                    "{} compares levels; use == != =~ !~ for {field}",
+                    op.as_str()
+                ),
             ));
         }
         level_rank(v).ok_or_else(|| {
-            format!(
-                "{clause:?}: unknown level {v:?}; expected one of {}",
-                crate::event::LEVELS.join(", ")
+            err(
+                value_start,
+                format!(
+                    "unknown level {v:?}; expected one of {}",
+                    crate::event::LEVELS.join(", ")
+                ),
             )
         })
     };
     let levels = crate::event::LEVELS.len();
     let test = match op {
-        "==" => Test::Eq(value),
-        "!=" => Test::Ne(value),
-        "=~" => Test::Matches(regex(&value)?),
-        "!~" => Test::NotMatches(regex(&value)?),
-        ">=" => Test::Rank(rank(&value)?..levels),
-        ">" => Test::Rank(rank(&value)? + 1..levels),
-        "<=" => Test::Rank(0..rank(&value)? + 1),
-        _ => Test::Rank(0..rank(&value)?),
+        Op::Eq => Test::Eq(value.clone()),
+        Op::Ne => Test::Ne(value.clone()),
+        Op::Matches => Test::Matches(regex(&value)?),
+        Op::NotMatches => Test::NotMatches(regex(&value)?),
+        Op::Ge => Test::Rank(rank(&value)?..levels),
+        Op::Gt => Test::Rank(rank(&value)? + 1..levels),
+        Op::Le => Test::Rank(0..rank(&value)? + 1),
+        Op::Lt => Test::Rank(0..rank(&value)?),
     };
-    Ok(Comparison { field, test })
-}
-
-fn unquote(text: &str) -> Option<String> {
-    let q = text.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-    let inner = text.strip_prefix(q)?.strip_suffix(q)?;
-    let mut out = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(next) = chars.next() {
-                if next != q && next != '\\' {
-                    out.push('\\');
-                }
-                out.push(next);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    Some(out)
+    Ok(Comparison {
+        field,
+        op,
+        value,
+        test,
+    })
 }
 
 #[cfg(test)]
@@ -240,9 +520,164 @@ mod tests {
             (r#"message > "a""#, "compares levels"),
             (r#"message =~ "(""#, "bad regex"),
             ("level", "expected FIELD OP"),
+            ("", "empty condition"),
+            ("   ", "empty condition"),
         ] {
             let err = Condition::parse(text).expect_err(text);
-            assert!(err.contains(says), "{text}: {err}");
+            assert!(err.to_string().contains(says), "{text}: {err}");
+        }
+    }
+
+    fn pods<'a>(namespace: &'a str, pod: &'a str) -> impl Fn(&str) -> Option<&'a str> {
+        move |f| match f {
+            "namespace" => Some(namespace),
+            "pod" => Some(pod),
+            "level" => Some("error"),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn and_or_in_capitals_work_as_written() {
+        // Before: `AND` was not a keyword, and this was one comparison whose
+        // value was `a" AND pod == "b`: silently never matching.
+        let c = Condition::parse(r#"namespace == "a" AND pod == "b""#).expect("parses");
+        assert!(c.matches(pods("a", "b")));
+        assert!(!c.matches(pods("a", "c")));
+        let c = Condition::parse(r#"namespace == "a" OR namespace == "b""#).expect("parses");
+        assert!(c.matches(pods("a", "x")) && c.matches(pods("b", "x")));
+        assert!(!c.matches(pods("c", "x")));
+        let c = Condition::parse("namespace == 'a'\n\tAnd pod == 'b' oR level >= 'fatal'")
+            .expect("any case, any whitespace");
+        assert_eq!(
+            c.to_string(),
+            r#"namespace == "a" and pod == "b" or level >= "fatal""#
+        );
+    }
+
+    #[test]
+    fn quotes_inside_values() {
+        let c = Condition::parse(r#"message == "say \"hi\" \\o/""#).expect("escapes");
+        assert!(c.matches(|f| (f == "message").then_some(r#"say "hi" \o/"#)));
+        let c = Condition::parse(r#"message == 'it''s'"#);
+        let err = c.expect_err("two values in a row");
+        assert_eq!(err.column, 16, "{err}");
+        let c = Condition::parse(r#"message == "it's" and pod == 'say "hi"'"#).expect("mixed");
+        assert!(c.matches(|f| match f {
+            "message" => Some("it's"),
+            "pod" => Some("say \"hi\""),
+            _ => None,
+        }));
+        // A regex keeps its backslashes: `\d` is not an escape here.
+        let c = Condition::parse(r#"message =~ "^\d+ ms$""#).expect("regex");
+        assert!(c.matches(|f| (f == "message").then_some("12 ms")));
+        // An unescaped quote ends the value; what follows is not a keyword.
+        let err = Condition::parse(r#"namespace == "a"b""#).expect_err("stray quote");
+        assert!(err.to_string().contains("column 17"), "{err}");
+        assert!(err.message.contains("found `b`"), "{err}");
+        let err = Condition::parse(r#"message == "unterminated"#).expect_err("unterminated");
+        assert_eq!(err.column, 12, "{err}");
+        assert!(err.message.contains("no closing"), "{err}");
+    }
+
+    #[test]
+    fn stray_tokens_are_errors_with_their_column() {
+        for (text, column, says) in [
+            // Before: the value was `a" "b`, accepted.
+            (r#"namespace == "a" "b""#, 18, "expected `and`, `or`"),
+            (r#"level >= "error" extra"#, 18, "expected `and`, `or`"),
+            (r#"level >= "error" and"#, 21, "after `and`"),
+            (
+                r#"level >= "error" or or level == "info""#,
+                21,
+                "unknown field",
+            ),
+            (r#"level >= "error" && pod == "x""#, 18, "write and"),
+            (r#"level >= "error" || pod == "x""#, 18, "write or"),
+            (r#"(level >= "error")"#, 1, "parentheses"),
+            (r#"level = "error""#, 7, "did you mean =="),
+            (
+                r#"level >= "error" andpod == "x""#,
+                18,
+                "expected `and`, `or`",
+            ),
+            (r#"pod == "é" nöde == "x""#, 12, "expected `and`, `or`"),
+            (r#""level" >= "error""#, 1, "expected FIELD OP"),
+            (r#"level "error""#, 7, "expected FIELD OP"),
+            (r#"level >="#, 9, "expected a quoted value"),
+        ] {
+            let err = Condition::parse(text).expect_err(text);
+            assert_eq!(err.column, column, "{text}: {err}");
+            assert!(err.message.contains(says), "{text}: {err}");
+            assert!(err.to_string().starts_with(&format!("column {column}: ")));
+        }
+    }
+
+    mod round_trip {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn comparison() -> impl Strategy<Value = Comparison> {
+            let field = prop::sample::select(FIELDS.to_vec());
+            let equality = (
+                field.clone(),
+                prop::sample::select(vec![Op::Eq, Op::Ne]),
+                any::<String>(),
+            )
+                .prop_map(|(f, op, v)| (f, op, v));
+            let regex = (
+                field,
+                prop::sample::select(vec![Op::Matches, Op::NotMatches]),
+                any::<String>(),
+            )
+                .prop_map(|(f, op, v)| (f, op, regex::escape(&v)));
+            let rank = (
+                prop::sample::select(vec![Op::Ge, Op::Le, Op::Gt, Op::Lt]),
+                prop::sample::select(crate::event::LEVELS.to_vec()),
+            )
+                .prop_map(|(op, v)| ("level", op, v.to_string()));
+            prop_oneof![equality, regex, rank].prop_map(|(field, op, value)| Comparison {
+                field: field.to_string(),
+                op,
+                value,
+                // Not compared: equality is on what is written.
+                test: Test::Eq(String::new()),
+            })
+        }
+
+        fn condition() -> impl Strategy<Value = Condition> {
+            prop::collection::vec(prop::collection::vec(comparison(), 1..4), 1..4)
+                .prop_map(|any| Condition { any })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn printed_conditions_parse_back(c in condition()) {
+                let text = c.to_string();
+                let parsed = Condition::parse(&text)
+                    .map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
+                prop_assert_eq!(&parsed, &c, "{}", text);
+                prop_assert_eq!(parsed.to_string(), text);
+            }
+
+            #[test]
+            fn keywords_in_any_case_and_spacing_parse_the_same(
+                c in condition(),
+                and in prop::sample::select(vec![" and ", " AND ", "\tAnd\n", "  aNd  "]),
+                or in prop::sample::select(vec![" or ", " OR ", "\n\tOr ", "  oR  "]),
+            ) {
+                let text = c
+                    .any
+                    .iter()
+                    .map(|all| all.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(and))
+                    .collect::<Vec<_>>()
+                    .join(or);
+                let parsed = Condition::parse(&text)
+                    .map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
+                prop_assert_eq!(&parsed, &c, "{}", text);
+            }
         }
     }
 }

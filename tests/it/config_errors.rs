@@ -1,6 +1,8 @@
 //! Configuration errors are caught before anything runs, with exit code 2 and
-//! a message naming the key, the file and the line; plus the rest of the CLI
-//! surface (`--version`, `--help`, `schema`).
+//! a message naming the key, the file and the line; every example config and
+//! every ```toml block of the README validates (fragments inside a minimal
+//! frame, see [`FRAGMENT_FRAME`]); plus the rest of the CLI surface
+//! (`--version`, `--help`, `schema`).
 
 use serde_json::Value;
 
@@ -141,10 +143,205 @@ fn missing_sinks_is_reported() {
 #[test]
 fn unset_environment_variable_is_named() {
     let config = with_line(&good_config(), "url", "url = \"file://${NOPE_VAR}/lake\"");
-    let finished = assert_rejected("unset-var.toml", &config, "NOPE_VAR", &[]);
+    let finished = assert_rejected(
+        "unset-var.toml",
+        &config,
+        "sinks.lake.url: environment variable NOPE_VAR is not set",
+        &[line_of(&config, "url =")],
+    );
     assert!(
         !finished.stderr.contains("panicked"),
         "an unset variable is a config error, not a crash:\n{}",
+        finished.stderr
+    );
+    // In a comment, a reference is only text.
+    let commented = format!("# url = \"file://${{NOPE_VAR}}/lake\"\n{}", good_config());
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_file("commented-var.toml", &commented);
+    sandbox
+        .spawn(&["validate", "--config", path_str(&path)])
+        .finish(RUN_ONCE_TIMEOUT)
+        .assert_success();
+}
+
+#[test]
+fn a_zero_interval_is_a_config_error_not_a_panic() {
+    // Before, validate accepted this and run panicked in tokio::time::interval.
+    let config = format!("checkpoint_interval = \"0s\"\n{}", good_config());
+    assert_rejected("zero-interval.toml", &config, "checkpoint_interval", &[]);
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_file("zero-interval.toml", &config);
+    let finished = sandbox
+        .spawn(&["run", "--config", path_str(&path), "--once"])
+        .finish(RUN_ONCE_TIMEOUT);
+    finished.assert_code(2);
+    assert!(
+        finished
+            .stderr
+            .contains("checkpoint_interval: must be more than 0s")
+            && !finished.stderr.contains("panicked"),
+        "{}",
+        finished.stderr
+    );
+}
+
+/// Values for the environment variables the README and `examples/` refer to.
+const DOC_ENV: &[(&str, &str)] = &[
+    (
+        "SLACK_WEBHOOK_URL",
+        "https://hooks.slack.com/services/T000/B000/XXXX",
+    ),
+    ("GOOGLE_CLOUD_PROJECT", "my-project"),
+];
+
+/// The `${VAR}` references in `text` (not `$${` escapes).
+fn env_references(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        let escaped = at > 0 && rest.as_bytes()[at - 1] == b'$';
+        let after = &rest[at + 2..];
+        let end = after.find('}').unwrap_or(after.len());
+        if !escaped {
+            out.push(after[..end].to_string());
+        }
+        rest = after;
+    }
+    out
+}
+
+/// `tidewater validate` on `text` in a sandbox holding the project's
+/// `schemas/` (examples name them relative to the working directory), with
+/// [`DOC_ENV`] set; panics with `what` and the output if it is not OK.
+fn assert_validates(what: &str, text: &str) {
+    for var in env_references(text) {
+        assert!(
+            DOC_ENV.iter().any(|(k, _)| *k == var),
+            "{what} refers to ${{{var}}}: give it a value in DOC_ENV"
+        );
+    }
+    let sandbox = Sandbox::new();
+    for entry in std::fs::read_dir(project_file("schemas")).expect("schemas/") {
+        let entry = entry.expect("schemas/ entry");
+        let name = entry.file_name();
+        let name = name.to_str().expect("UTF-8 file name");
+        sandbox.write_file(
+            &format!("schemas/{name}"),
+            std::fs::read(entry.path()).expect("a schema file"),
+        );
+    }
+    let path = sandbox.write_file("doc.toml", text);
+    let finished = sandbox
+        .spawn_with_env(&["validate", "--config", path_str(&path)], DOC_ENV)
+        .finish(RUN_ONCE_TIMEOUT);
+    assert!(
+        finished.status.success() && finished.stdout.contains("config OK"),
+        "{what} does not validate:\n{text}\n--- stderr:\n{}",
+        finished.stderr
+    );
+}
+
+/// What a README fragment is checked inside: the README shows a `[sinks.*]`
+/// table on its own, so a block without `data_dir` (a required top-level
+/// key) is a fragment and gets this data dir and one tail source in front.
+/// No sink is added: a fragment without one fails.
+const FRAGMENT_FRAME: &str =
+    "data_dir = \"state\"\n[sources.readme]\ntype = \"tail\"\ninclude = [\"logs/*.log\"]\n\n";
+
+/// The ```toml blocks of `markdown`, with the line each starts on.
+fn toml_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(usize, String)> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        match &mut open {
+            None if line.trim_start().starts_with("```toml") => open = Some((i + 1, String::new())),
+            None => {}
+            Some(_) if line.trim_start().starts_with("```") => blocks.extend(open.take()),
+            Some((_, text)) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    assert!(open.is_none(), "an unclosed ```toml block");
+    blocks
+}
+
+#[test]
+fn every_toml_block_of_the_readme_validates() {
+    let readme = std::fs::read_to_string(project_file("README.md")).expect("README.md");
+    let blocks = toml_blocks(&readme);
+    assert!(
+        blocks.len() >= 4,
+        "expected the README's toml blocks (configuration, lake, BigQuery, alerts), found {}",
+        blocks.len()
+    );
+    let mut whole = 0;
+    for (line, block) in &blocks {
+        let is_whole = block.lines().any(|l| l.starts_with("data_dir"));
+        let text = if is_whole {
+            whole += 1;
+            block.clone()
+        } else {
+            format!("{FRAGMENT_FRAME}{block}")
+        };
+        assert_validates(&format!("the README's toml block at line {line}"), &text);
+    }
+    assert!(
+        whole >= 1,
+        "the Configuration section's block is a whole config"
+    );
+}
+
+#[test]
+fn every_example_config_validates() {
+    let mut found = 0;
+    for entry in std::fs::read_dir(project_file("examples")).expect("examples/") {
+        let path = entry.expect("examples/ entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        found += 1;
+        let text = std::fs::read_to_string(&path).expect("an example config");
+        assert_validates(&path.display().to_string(), &text);
+    }
+    assert!(
+        found >= 2,
+        "expected examples/quickstart.toml and examples/bigquery.toml"
+    );
+}
+
+#[test]
+fn the_readme_fragments_are_checked_for_real() {
+    // The frame adds no sink, and a mistake in a block still fails.
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_file("frame.toml", FRAGMENT_FRAME);
+    sandbox
+        .spawn(&["validate", "--config", path_str(&path)])
+        .finish(RUN_ONCE_TIMEOUT)
+        .assert_code(2);
+    let readme = std::fs::read_to_string(project_file("README.md")).expect("README.md");
+    let (_, alerts) = toml_blocks(&readme)
+        .into_iter()
+        .find(|(_, b)| b.contains("[sinks.alerts]"))
+        .expect("the README's alerts block");
+    let broken = format!(
+        "{FRAGMENT_FRAME}{}",
+        alerts.replace("confirm_timeout = \"30s\"", "confirm_timeout = \"0s\"")
+    );
+    assert_ne!(
+        broken,
+        format!("{FRAGMENT_FRAME}{alerts}"),
+        "the block sets confirm_timeout"
+    );
+    let path = sandbox.write_file("broken.toml", &broken);
+    let finished = sandbox
+        .spawn_with_env(&["validate", "--config", path_str(&path)], DOC_ENV)
+        .finish(RUN_ONCE_TIMEOUT);
+    finished.assert_code(2);
+    assert!(
+        finished.stderr.contains("sinks.alerts.confirm_timeout"),
+        "{}",
         finished.stderr
     );
 }
