@@ -297,6 +297,11 @@ pub struct TailConfig {
     /// How long a rotated or deleted file is kept open after its last growth.
     #[serde(default = "default_rotate_wait", deserialize_with = "duration")]
     pub rotate_wait: Duration,
+    /// Rotated (renamed away or deleted) files kept open at most; past it a
+    /// rotated file read to its end is closed before `rotate_wait`, and a
+    /// new file waits until one is (the log files stay the buffer).
+    #[serde(default = "default_max_rotated_files")]
+    pub max_rotated_files: usize,
 }
 
 /// How the lines of a file are framed.
@@ -558,6 +563,9 @@ fn default_max_line_bytes() -> u64 {
 }
 fn default_glob_interval() -> Duration {
     Duration::from_secs(1)
+}
+fn default_max_rotated_files() -> usize {
+    32
 }
 fn default_rotate_wait() -> Duration {
     Duration::from_secs(5)
@@ -829,6 +837,12 @@ impl Config {
                 tail.rotate_wait,
                 "0s would close a rotated file the moment it is read to its end, while the writer may still be adding its last lines",
             )?;
+            if tail.max_rotated_files == 0 {
+                return Err(bad(
+                    key("max_rotated_files"),
+                    "expected at least 1 (a rotated file must be kept open to be read to its end)",
+                ));
+            }
         }
         if self.batch.max_rows == 0 {
             return Err(bad("batch.max_rows", "expected at least 1"));

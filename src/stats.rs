@@ -39,6 +39,12 @@ pub struct SourceStats {
     pub empty_lines: Counter,
     pub unreadable_files: Counter,
     pub open_files: Gauge,
+    /// New files not opened yet because `max_rotated_files` are open.
+    pub waiting_files: Gauge,
+    /// Rotated files closed before `rotate_wait` to stay within `max_rotated_files`.
+    pub rotated_closed_early: Counter,
+    /// Files that were gone before they could be read (counted, never silent).
+    pub files_lost: Counter,
 }
 
 /// What one sink counts.
@@ -76,6 +82,9 @@ struct Families {
     empty_lines: Counters,
     unreadable_files: Counters,
     open_files: Family<Label, Gauge>,
+    waiting_files: Family<Label, Gauge>,
+    rotated_closed_early: Counters,
+    files_lost: Counters,
     rows_delivered: Counters,
     rows_dead_lettered: Counters,
     batches_reoffered: Counters,
@@ -165,6 +174,22 @@ impl Default for Stats {
                 "Files held open by a source",
                 Family::default(),
             ),
+            waiting_files: registered(
+                &mut r,
+                "tidewater_source_waiting_files",
+                "New files not opened yet because max_rotated_files rotated files are open",
+                Family::default(),
+            ),
+            rotated_closed_early: counters(
+                &mut r,
+                "tidewater_source_rotated_files_closed_early",
+                "Rotated files read to their end and closed before rotate_wait, to stay within max_rotated_files",
+            ),
+            files_lost: counters(
+                &mut r,
+                "tidewater_source_files_lost",
+                "Files rotated away and gone before they could be read",
+            ),
             rows_delivered: counters(
                 &mut r,
                 "tidewater_sink_records_delivered",
@@ -213,6 +238,9 @@ impl Stats {
             empty_lines: f.empty_lines.get_or_create_owned(&l),
             unreadable_files: f.unreadable_files.get_or_create_owned(&l),
             open_files: f.open_files.get_or_create_owned(&l),
+            waiting_files: f.waiting_files.get_or_create_owned(&l),
+            rotated_closed_early: f.rotated_closed_early.get_or_create_owned(&l),
+            files_lost: f.files_lost.get_or_create_owned(&l),
         });
         lock(&self.sources).push(Arc::clone(&s));
         s

@@ -62,6 +62,12 @@ pub struct TailContext {
     pub once: bool,
 }
 
+/// A file found by the globs but not opened yet (see `max_rotated_files`).
+struct Waiting {
+    path: PathBuf,
+    inode: Inode,
+}
+
 /// One open file.
 struct Tailed {
     id: FileId,
@@ -86,6 +92,9 @@ struct Tailed {
     truncations: u64,
     /// The path no longer leads to this file (renamed away or deleted).
     rotated: bool,
+    /// Another file appeared at the path (seen before `rotated` is, which
+    /// is only checked at the end of the file).
+    superseded: bool,
     last_growth: Instant,
     at_eof: bool,
 }
@@ -112,6 +121,8 @@ pub struct Tail {
     files: Vec<Tailed>,
     buf: Vec<u8>,
     warned: HashSet<PathBuf>,
+    /// New files not opened yet: `max_rotated_files` rotated files are open.
+    waiting: Vec<Waiting>,
     env_meta: K8sMeta,
     wake: std_mpsc::Receiver<()>,
     _watcher: Option<notify::RecommendedWatcher>,
@@ -155,6 +166,7 @@ impl Tail {
             files: Vec::new(),
             buf: Vec::with_capacity(READ_BYTES),
             warned: HashSet::new(),
+            waiting: Vec::new(),
             env_meta: K8sMeta::from_env(),
             wake,
             _watcher: watcher,
@@ -231,6 +243,7 @@ impl Tail {
 
     /// Find files matching the globs that are not open yet.
     fn discover(&mut self, startup: bool) {
+        self.resume_waiting();
         let mut seen = HashSet::new();
         // Unreadable paths still matched: a warning is remembered only for
         // those, so the set stays as small as the globs' matches.
@@ -284,11 +297,19 @@ impl Tail {
             }
             return;
         }
+        // A new file where another one was: that one is rotated away.
+        for t in self.files.iter_mut().filter(|t| t.path == path) {
+            t.superseded = true;
+        }
+        if !self.room_for_rotated() {
+            return self.wait(path, inode);
+        }
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) => return self.unreadable(path, &e.to_string()),
         };
         self.warned.remove(path);
+        self.waiting.retain(|w| w.inode != inode);
         let size = md.len();
         let same_content = |e: &Entry| e.head().matches(&file).unwrap_or(false);
         let remembered = lock(&self.cx.checkpoints).claim(&self.cx.name, inode, same_content);
@@ -388,9 +409,86 @@ impl Tail {
             head,
             truncations: 0,
             rotated,
+            superseded: false,
             last_growth: Instant::now(),
             at_eof: false,
         });
+    }
+
+    /// Rotated files open now (read to their end or not).
+    fn rotated_open(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|t| t.rotated || t.superseded)
+            .count()
+    }
+
+    /// Keep at most `max_rotated_files` rotated files open, closing those
+    /// read to their end (the idlest first) before their `rotate_wait`.
+    /// `false`: the rest still have data to read, so a new file must wait.
+    fn room_for_rotated(&mut self) -> bool {
+        while self.rotated_open() > self.cx.config.max_rotated_files {
+            let idlest = self
+                .files
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| (t.rotated || t.superseded) && t.at_eof)
+                .min_by_key(|(_, t)| t.last_growth)
+                .map(|(i, _)| i);
+            let Some(i) = idlest else {
+                return false;
+            };
+            tracing::info!(path = %self.files[i].path.display(), max_rotated_files = self.cx.config.max_rotated_files, "closing a rotated file before rotate_wait: too many rotated files open");
+            self.cx.stats.rotated_closed_early.inc();
+            self.close(i);
+        }
+        true
+    }
+
+    /// Remember a new file that cannot be opened yet.
+    fn wait(&mut self, path: &Path, inode: Inode) {
+        if self.waiting.iter().any(|w| w.inode == inode) {
+            return;
+        }
+        tracing::warn!(path = %path.display(), max_rotated_files = self.cx.config.max_rotated_files, "too many rotated files still being read: this file waits (the logs on disk are the buffer)");
+        self.waiting.push(Waiting {
+            path: path.to_path_buf(),
+            inode,
+        });
+        self.cx.stats.waiting_files.set(self.waiting.len() as i64);
+    }
+
+    /// Open waiting files that were rotated away meanwhile (the glob scan
+    /// opens those still under their name), oldest first, as room allows;
+    /// count those that are gone.
+    fn resume_waiting(&mut self) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let w = &self.waiting[i];
+            let at_path = fs::metadata(&w.path).is_ok_and(|md| Inode::of(&md) == w.inode);
+            if at_path {
+                i += 1;
+                continue;
+            }
+            let found = find_renamed(&w.path, w.inode).and_then(|p| {
+                let file = File::open(&p).ok()?;
+                let md = file.metadata().ok()?;
+                (Inode::of(&md) == w.inode).then_some((p, file))
+            });
+            let Some((path, file)) = found else {
+                let w = self.waiting.remove(i);
+                self.cx.stats.files_lost.inc();
+                tracing::error!(path = %w.path.display(), "a file waiting to be read was rotated away and is gone: its lines were not delivered (raise max_rotated_files)");
+                continue;
+            };
+            if !self.room_for_rotated() {
+                break;
+            }
+            let w = self.waiting.remove(i);
+            tracing::info!(path = %path.display(), "reading a file that waited, rotated meanwhile");
+            self.open(&path, file, w.inode, 0, true);
+        }
+        self.cx.stats.waiting_files.set(self.waiting.len() as i64);
     }
 
     fn unreadable(&mut self, path: &Path, why: &str) {

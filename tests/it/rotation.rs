@@ -218,3 +218,76 @@ fn a_file_rotated_while_stopped_is_finished_from_the_checkpoint() {
     assert_eq!(summary.get("records"), 1_000, "{summary:?}");
     read_lake(&sandbox.lake()).assert_exactly_once(0..2_000);
 }
+
+/// An application that rotates faster than `rotate_wait`: with
+/// `rotate_wait = "1h"` every rotated file would stay open for an hour, so
+/// `max_rotated_files = 2` closes the idlest ones that are read to their end
+/// (counted) and the number of open files stays bounded. Nothing is lost or
+/// duplicated.
+#[test]
+fn rotated_files_past_max_rotated_files_are_closed_once_read() {
+    const GENERATIONS: usize = 6;
+    const PER_GENERATION: usize = 300;
+    let sandbox = Sandbox::new();
+    let corpus = generate(
+        &sandbox.path("corpus/app.cri"),
+        "cri",
+        (GENERATIONS * PER_GENERATION) as u64,
+        &["--partial-share", "0"],
+    );
+    let lines = corpus.lines();
+    let api = crate::services::free_port();
+    let mut config = Config::absolute(&sandbox, "cri");
+    config.api_address = Some(format!("127.0.0.1:{api}"));
+    let toml = config.to_toml().replace(
+        "read_from = \"beginning\"\n",
+        "read_from = \"beginning\"\nrotate_wait = \"1h\"\nmax_rotated_files = 2\n",
+    );
+    assert!(toml.contains("max_rotated_files"), "{toml}");
+    let config = sandbox.write_file("tidewater.toml", toml);
+    let mut tidewater = sandbox.start_run(&config);
+    let mut lake = LakeReader::new(&sandbox.lake());
+    let live = sandbox.logs().join("app.log");
+
+    // Five generations are renamed away after they were read; the sixth stays.
+    for (i, generation) in lines.chunks(PER_GENERATION).enumerate() {
+        let first = (i * PER_GENERATION) as i64;
+        write_paced(&live, generation);
+        lake.wait_for_seqs(
+            first..first + PER_GENERATION as i64,
+            &mut tidewater,
+            LAKE_TIMEOUT,
+        );
+        if i + 1 < GENERATIONS {
+            fs::rename(&live, sandbox.logs().join(format!("app.log.{i}")))
+                .expect("cannot rotate app.log by renaming it");
+        }
+    }
+    // The live file and at most two rotated ones; three rotated files were
+    // closed before their hour was up.
+    let source = [("source", "app")];
+    let mut last = None;
+    let settled = poll_until(Duration::from_secs(30), || {
+        let scrape = crate::services::Scrape::take(api);
+        let open = scrape.get("tidewater_source_open_files", &source);
+        let early = scrape.get("tidewater_source_rotated_files_closed_early_total", &source);
+        last = Some((open, early));
+        open == 3.0 && early == 3.0
+    });
+    assert!(
+        settled,
+        "(open files, closed early) = {last:?}, expected (3, 3)\n{}",
+        tail(&tidewater.stderr(), 3000)
+    );
+    let scrape = crate::services::Scrape::take(api);
+    assert_eq!(scrape.get("tidewater_source_waiting_files", &source), 0.0);
+    assert_eq!(
+        scrape.get("tidewater_source_files_lost_total", &source),
+        0.0
+    );
+
+    tidewater.signal("TERM");
+    let finished = tidewater.finish(Duration::from_secs(30));
+    finished.assert_success();
+    lake.scan().assert_exactly_once(corpus.seqs());
+}
