@@ -39,6 +39,12 @@ use crate::source::fingerprint::{Head, Inode, HEAD_BYTES};
 use crate::source::{FileId, FileMeta};
 use crate::stats::SourceStats;
 
+mod read;
+mod rotation;
+
+use read::finish_file;
+use rotation::Waiting;
+
 const READ_BYTES: usize = 256 * 1024;
 /// Blocks read from one file before moving to the next (fairness).
 const BLOCKS_PER_TURN: usize = 4;
@@ -60,12 +66,6 @@ pub struct TailContext {
     pub shutdown: Arc<AtomicBool>,
     /// Read every file to its end once, then stop.
     pub once: bool,
-}
-
-/// A file found by the globs but not opened yet (see `max_rotated_files`).
-struct Waiting {
-    path: PathBuf,
-    inode: Inode,
 }
 
 /// One open file.
@@ -325,40 +325,6 @@ impl Tail {
         self.open(path, file, inode, start, false);
     }
 
-    /// Reopen files remembered by the checkpoint that no glob matches any more
-    /// (rotated away before they were fully delivered).
-    fn resume_rotated(&mut self) {
-        let rest = lock(&self.cx.checkpoints).claim_rest(&self.cx.name);
-        for e in rest {
-            if self.files.iter().any(|t| t.inode == e.inode()) {
-                continue; // already open under a matching name
-            }
-            // The file may have been renamed after the checkpoint was written.
-            let found = [Some(e.path.clone()), find_renamed(&e.path, e.inode())]
-                .into_iter()
-                .flatten()
-                .find_map(|p| {
-                    let file = File::open(&p).ok()?;
-                    let md = file.metadata().ok()?;
-                    let same =
-                        Inode::of(&md) == e.inode() && e.head().matches(&file).unwrap_or(false);
-                    same.then_some((p, file, md.len()))
-                });
-            match found {
-                Some((path, file, size)) if size > e.offset => {
-                    tracing::info!(path = %path.display(), offset = e.offset, "resuming a rotated file from the checkpoint");
-                    self.open(&path, file, e.inode(), e.offset, true);
-                }
-                Some(_) => {} // fully delivered
-                None => tracing::warn!(
-                    path = %e.path.display(),
-                    offset = e.offset,
-                    "a file remembered by the checkpoint is gone; whatever it held past the offset was not delivered"
-                ),
-            }
-        }
-    }
-
     fn open(&mut self, path: &Path, file: File, inode: Inode, start: u64, rotated: bool) {
         let resolved = fs::canonicalize(path).ok();
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -415,292 +381,11 @@ impl Tail {
         });
     }
 
-    /// Rotated files open now (read to their end or not).
-    fn rotated_open(&self) -> usize {
-        self.files
-            .iter()
-            .filter(|t| t.rotated || t.superseded)
-            .count()
-    }
-
-    /// Keep at most `max_rotated_files` rotated files open, closing those
-    /// read to their end (the idlest first) before their `rotate_wait`.
-    /// `false`: the rest still have data to read, so a new file must wait.
-    fn room_for_rotated(&mut self) -> bool {
-        while self.rotated_open() > self.cx.config.max_rotated_files {
-            let idlest = self
-                .files
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| (t.rotated || t.superseded) && t.at_eof)
-                .min_by_key(|(_, t)| t.last_growth)
-                .map(|(i, _)| i);
-            let Some(i) = idlest else {
-                return false;
-            };
-            tracing::info!(path = %self.files[i].path.display(), max_rotated_files = self.cx.config.max_rotated_files, "closing a rotated file before rotate_wait: too many rotated files open");
-            self.cx.stats.rotated_closed_early.inc();
-            self.close(i);
-        }
-        true
-    }
-
-    /// Remember a new file that cannot be opened yet.
-    fn wait(&mut self, path: &Path, inode: Inode) {
-        if self.waiting.iter().any(|w| w.inode == inode) {
-            return;
-        }
-        tracing::warn!(path = %path.display(), max_rotated_files = self.cx.config.max_rotated_files, "too many rotated files still being read: this file waits (the logs on disk are the buffer)");
-        self.waiting.push(Waiting {
-            path: path.to_path_buf(),
-            inode,
-        });
-        self.cx.stats.waiting_files.set(self.waiting.len() as i64);
-    }
-
-    /// Open waiting files that were rotated away meanwhile (the glob scan
-    /// opens those still under their name), oldest first, as room allows;
-    /// count those that are gone.
-    fn resume_waiting(&mut self) {
-        let mut i = 0;
-        while i < self.waiting.len() {
-            let w = &self.waiting[i];
-            let at_path = fs::metadata(&w.path).is_ok_and(|md| Inode::of(&md) == w.inode);
-            if at_path {
-                i += 1;
-                continue;
-            }
-            let found = find_renamed(&w.path, w.inode).and_then(|p| {
-                let file = File::open(&p).ok()?;
-                let md = file.metadata().ok()?;
-                (Inode::of(&md) == w.inode).then_some((p, file))
-            });
-            let Some((path, file)) = found else {
-                let w = self.waiting.remove(i);
-                self.cx.stats.files_lost.inc();
-                tracing::error!(path = %w.path.display(), "a file waiting to be read was rotated away and is gone: its lines were not delivered (raise max_rotated_files)");
-                continue;
-            };
-            if !self.room_for_rotated() {
-                break;
-            }
-            let w = self.waiting.remove(i);
-            tracing::info!(path = %path.display(), "reading a file that waited, rotated meanwhile");
-            self.open(&path, file, w.inode, 0, true);
-        }
-        self.cx.stats.waiting_files.set(self.waiting.len() as i64);
-    }
-
     fn unreadable(&mut self, path: &Path, why: &str) {
         if self.warned.insert(path.to_path_buf()) {
             self.cx.stats.unreadable_files.inc();
             tracing::warn!(path = %path.display(), error = why, "cannot read a matched file; it is skipped until it becomes readable");
         }
-    }
-
-    /// Read up to a few blocks of file `i`; whether anything was read.
-    fn read_turn(&mut self, i: usize) -> bool {
-        let mut any = false;
-        for _ in 0..BLOCKS_PER_TURN {
-            match self.read_block(i) {
-                Ok(0) => {
-                    self.files[i].at_eof = true;
-                    break;
-                }
-                Ok(_) => any = true,
-                Err(e) => {
-                    let path = self.files[i].path.clone();
-                    tracing::warn!(path = %path.display(), error = %e, "read failed; will retry");
-                    break;
-                }
-            }
-            if self.closed {
-                break;
-            }
-        }
-        any
-    }
-
-    /// Read one block of file `i` and parse its complete lines.
-    fn read_block(&mut self, i: usize) -> io::Result<usize> {
-        let t = &mut self.files[i];
-        let max_line = self.cx.config.max_line_bytes as usize;
-        self.buf.clear();
-        self.buf.extend_from_slice(&t.leftover);
-        let kept = t.leftover.len();
-        self.buf.resize(kept + READ_BYTES, 0);
-        let n = t.file.read_at(&mut self.buf[kept..], t.read_pos)?;
-        self.buf.truncate(kept + n);
-        if n == 0 {
-            return Ok(0);
-        }
-        t.leftover.clear();
-        let base = t.read_pos - kept as u64;
-        t.read_pos += n as u64;
-        t.at_eof = false;
-        t.last_growth = Instant::now();
-        self.cx.stats.bytes.inc_by(n as u64);
-        if t.head.len < HEAD_BYTES && t.read_pos > t.head.len {
-            if let Ok(Some(head)) = Head::read(&t.file, t.read_pos) {
-                t.head = head;
-                t.meta.fingerprint = t.inode.fingerprint(head, t.truncations);
-                lock(&self.cx.checkpoints).set_head(t.id, head);
-            }
-        }
-
-        let observed = now_micros();
-        let mut pos = 0;
-        let mut lines = 0u64;
-        while let Some(nl) = memchr::memchr(b'\n', &self.buf[pos..]) {
-            let line_start = base + pos as u64;
-            let line = &self.buf[pos..pos + nl];
-            pos += nl + 1;
-            lines += 1;
-            let t = &mut self.files[i];
-            if t.discard_from.take().is_some() {
-                // The rest of an over-long line, already emitted truncated.
-                t.consumed = base + pos as u64;
-                continue;
-            }
-            let (line, flags) = cut(line, max_line);
-            emit_line(
-                t,
-                line,
-                line_start,
-                flags,
-                observed,
-                &mut self.cx.builder,
-                &self.cx.stats,
-            );
-            t.consumed = base + pos as u64;
-            if self.cx.builder.is_full() {
-                let progress = t.safe_offset();
-                let id = t.id;
-                self.cx.builder.progress(id, progress);
-                self.flush();
-                if self.closed {
-                    break;
-                }
-            }
-        }
-        self.cx.stats.lines.inc_by(lines);
-        let t = &mut self.files[i];
-        let rest = &self.buf[pos..];
-        if t.discard_from.is_some() {
-            // Still inside an over-long line: its bytes are skipped.
-        } else if rest.len() > max_line {
-            // Longer than allowed and not finished: emit it cut now and skip
-            // the rest up to its newline (where the line is counted).
-            let line_start = base + pos as u64;
-            let (line, flags) = cut(rest, max_line);
-            emit_line(
-                t,
-                line,
-                line_start,
-                flags,
-                observed,
-                &mut self.cx.builder,
-                &self.cx.stats,
-            );
-            t.discard_from = Some(line_start);
-        } else {
-            t.leftover.extend_from_slice(rest);
-        }
-        let progress = t.safe_offset();
-        self.cx.builder.progress(t.id, progress);
-        Ok(n)
-    }
-
-    /// Look at files that are at their end: truncated, renamed, deleted, done?
-    fn check_files(&mut self) {
-        let rotate_wait = self.cx.config.rotate_wait;
-        let mut i = 0;
-        while i < self.files.len() {
-            if !self.files[i].at_eof {
-                i += 1;
-                continue;
-            }
-            let t = &mut self.files[i];
-            let Ok(md) = t.file.metadata() else {
-                i += 1;
-                continue;
-            };
-            // Shorter than what was read, or different first bytes: the file
-            // was truncated in place (and maybe already written again).
-            if md.len() < t.read_pos || (t.head.len > 0 && !t.head.matches(&t.file).unwrap_or(true))
-            {
-                self.truncated(i);
-                i += 1;
-                continue;
-            }
-            if !t.rotated {
-                let moved = match fs::metadata(&t.path) {
-                    Ok(now) => Inode::of(&now) != t.inode,
-                    Err(_) => true,
-                };
-                if moved || md.nlink() == 0 {
-                    t.rotated = true;
-                    if let Some(new_path) = find_renamed(&t.real_path, t.inode) {
-                        tracing::info!(from = %t.path.display(), to = %new_path.display(), "file rotated; reading it to its end");
-                        t.path = new_path.clone();
-                        t.real_path = new_path;
-                        lock(&self.cx.checkpoints).set_path(t.id, &t.path);
-                    } else {
-                        tracing::info!(path = %t.path.display(), "file deleted or moved away; reading it to its end");
-                    }
-                }
-            }
-            if self.files[i].rotated && self.files[i].last_growth.elapsed() >= rotate_wait {
-                self.close(i);
-                continue;
-            }
-            i += 1;
-        }
-    }
-
-    /// The file is shorter than what was read: it was truncated in place
-    /// (copytruncate). Read it again from the start, under a new id.
-    fn truncated(&mut self, i: usize) {
-        let observed = now_micros();
-        let t = &mut self.files[i];
-        tracing::info!(path = %t.path.display(), was = t.read_pos, "file truncated; reading it again from the start");
-        finish_file(t, observed, &mut self.cx.builder, &self.cx.stats);
-        // Acknowledgements of the old content no longer matter: its id is retired.
-        let old = t.id;
-        let new = FileId::next();
-        t.id = new;
-        t.read_pos = 0;
-        t.consumed = 0;
-        t.discard_from = None;
-        t.leftover.clear();
-        t.head = Head::default();
-        t.truncations += 1;
-        t.meta.fingerprint = t.inode.fingerprint(t.head, t.truncations);
-        let mut store = lock(&self.cx.checkpoints);
-        store.retire(old);
-        store.track(
-            new,
-            Entry {
-                source: self.cx.name.clone(),
-                path: t.path.clone(),
-                dev: t.inode.dev,
-                ino: t.inode.ino,
-                head_len: 0,
-                head_hash: 0,
-                offset: 0,
-            },
-        );
-    }
-
-    /// Close a rotated file that is read to its end.
-    fn close(&mut self, i: usize) {
-        let mut t = self.files.swap_remove(i);
-        self.cx.stats.open_files.dec();
-        finish_file(&mut t, now_micros(), &mut self.cx.builder, &self.cx.stats);
-        let end = t.safe_offset();
-        self.cx.builder.progress(t.id, end);
-        lock(&self.cx.checkpoints).close(t.id, end);
-        tracing::debug!(path = %t.path.display(), "closed rotated file");
     }
 
     /// `--once`: everything is read; emit unfinished last lines and split records.
@@ -733,92 +418,6 @@ impl Tail {
             self.closed = true;
         }
     }
-}
-
-/// Emit a file's last line (without newline) and its unfinished split records.
-fn finish_file(t: &mut Tailed, observed: i64, builder: &mut Builder, stats: &SourceStats) {
-    match t.discard_from.take() {
-        // An over-long last line, already emitted cut.
-        Some(_) => {
-            stats.lines.inc();
-        }
-        None if !t.leftover.is_empty() => {
-            let line = std::mem::take(&mut t.leftover);
-            let start = t.read_pos - line.len() as u64;
-            stats.lines.inc();
-            emit_line(t, &line, start, Flags::default(), observed, builder, stats);
-        }
-        None => {}
-    }
-    t.leftover.clear();
-    t.consumed = t.read_pos;
-    let meta = &t.meta;
-    t.parser
-        .flush(&mut |rec: &Record| append(builder, meta, rec, observed, stats));
-}
-
-/// Cut a line to `max` bytes, flagging it.
-fn cut(line: &[u8], max: usize) -> (&[u8], Flags) {
-    if line.len() > max {
-        (&line[..max], Flags::TRUNCATED)
-    } else {
-        (line, Flags::default())
-    }
-}
-
-fn emit_line(
-    t: &mut Tailed,
-    line: &[u8],
-    offset: u64,
-    flags: Flags,
-    observed: i64,
-    builder: &mut Builder,
-    stats: &SourceStats,
-) {
-    let trimmed = line.strip_suffix(b"\r").unwrap_or(line);
-    builder.note_input(line.len() + 1);
-    if trimmed.is_empty() {
-        stats.empty_lines.inc();
-        return;
-    }
-    let meta = &t.meta;
-    t.parser.line(line, offset, flags, &mut |rec: &Record| {
-        append(builder, meta, rec, observed, stats)
-    });
-}
-
-fn append(
-    builder: &mut Builder,
-    meta: &FileMeta,
-    rec: &Record,
-    observed: i64,
-    stats: &SourceStats,
-) {
-    if rec.flags.contains(Flags::PARSE_ERROR) {
-        stats.parse_errors.inc();
-    }
-    if rec.flags.contains(Flags::INVALID_UTF8) {
-        stats.invalid_utf8.inc();
-    }
-    if rec.flags.contains(Flags::TRUNCATED) {
-        stats.truncated.inc();
-    }
-    stats.records.inc();
-    builder.append(meta, rec, observed);
-}
-
-/// Look in the file's directory for the name it was renamed to.
-fn find_renamed(old: &Path, inode: Inode) -> Option<PathBuf> {
-    let dir = old.parent()?;
-    fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            fs::symlink_metadata(p)
-                .map(|m| m.dev() == inode.dev && m.ino() == inode.ino)
-                .unwrap_or(false)
-        })
 }
 
 /// Watch the directories the globs start in; any event wakes the reader.
