@@ -636,7 +636,8 @@ fn rabbitmqctl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The broker's ids of the connections a process named with its pid.
+/// The broker's ids of the open connections a process named with its pid
+/// (one being closed is left out: closing it again would fail).
 fn connections_of(pid: u32) -> Vec<String> {
     let marker = format!("(pid {pid})");
     rabbitmqctl(&[
@@ -645,9 +646,11 @@ fn connections_of(pid: u32) -> Vec<String> {
         "--quiet",
         "pid",
         "client_properties",
+        "state",
     ])
     .lines()
     .filter(|l| l.contains(&marker))
+    .filter(|l| !matches!(l.split_whitespace().last(), Some("closing" | "closed")))
     .filter_map(|l| l.split_whitespace().next().map(String::from))
     .collect()
 }
