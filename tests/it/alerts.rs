@@ -75,6 +75,50 @@ fn queue_len(queue: &str) -> u32 {
     })
 }
 
+/// Consumers of `queue` (0 if it does not exist). `tidewater notify`
+/// declares and binds its queue before it consumes, so a consumer means an
+/// event published now is routed to it.
+fn consumer_count(queue: &str) -> u32 {
+    runtime().block_on(async {
+        let conn = connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let n = q.map(|q| q.consumer_count()).unwrap_or(0);
+        let _ = conn.close(200, "bye".into()).await;
+        n
+    })
+}
+
+/// `(ready, unacknowledged)` messages of `queue`, as the broker counts them
+/// (`rabbitmqctl list_queues`); `None` if there is no such queue.
+fn queue_counts(queue: &str) -> Option<(u64, u64)> {
+    let listing = rabbitmqctl(&[
+        "list_queues",
+        "--no-table-headers",
+        "--quiet",
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+    ]);
+    listing.lines().find_map(|line| {
+        let mut cols = line.split_whitespace();
+        if cols.next() != Some(queue) {
+            return None;
+        }
+        let mut count = || cols.next().and_then(|n| n.parse().ok());
+        Some((count()?, count()?))
+    })
+}
+
 /// Every message in `queue`, taken (acked) one by one.
 fn take_all(queue: &str) -> Vec<Value> {
     runtime().block_on(async {
@@ -303,6 +347,34 @@ fn wait_for(
     );
 }
 
+/// Waits until `notify` consumes from `queue` (so its queue is declared and
+/// bound, and an event published now reaches it).
+fn wait_for_consumer(queue: &str, notify: &mut Tidewater) {
+    wait_for(
+        &format!("notify consuming from {queue}"),
+        Duration::from_secs(30),
+        notify,
+        || consumer_count(queue) >= 1,
+    );
+}
+
+/// Waits until the broker holds no message of `queue`, neither ready nor
+/// unacknowledged: every event was covered by a post and acked (or
+/// dead-lettered).
+fn wait_for_all_acked(queue: &str, notify: &mut Tidewater) {
+    let mut last = None;
+    let ok = poll_until(Duration::from_secs(60), || {
+        notify.assert_running();
+        last = queue_counts(queue);
+        last == Some((0, 0))
+    });
+    assert!(
+        ok,
+        "every message of {queue} acked: not within 60s; (ready, unacked) = {last:?}\n--- stderr ---\n{}",
+        tail(&notify.stderr(), 4000)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------
@@ -382,7 +454,9 @@ fn errors_reach_slack_grouped_and_info_lines_do_not() {
         &mut notify,
         || posted_total(&slack) >= errors as u64,
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Once the broker has every message acked, nothing is held that could
+    // still be posted: the counts below are final.
+    wait_for_all_acked(&queue, &mut notify);
     let summary = stop_notify(notify);
     let posts = slack.posted();
     println!(
@@ -441,7 +515,8 @@ fn broker_connections_closed_while_publishing_lose_no_event() {
     fs_append(&log, "");
     let mut tidewater = sandbox.start_run(&config);
     // The writer appends 100 error lines every 150 ms until told to stop,
-    // and returns how many it wrote.
+    // and returns how many it wrote (its sleep paces a steadily logging
+    // service; it synchronises nothing).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (log, stop) = (log.clone(), Arc::clone(&stop));
@@ -459,15 +534,43 @@ fn broker_connections_closed_while_publishing_lose_no_event() {
         })
     };
     // Close tidewater's connection from the broker's side three times while
-    // the writer is appending error lines.
+    // the writer is appending error lines. Each close waits until tidewater
+    // is connected and has published over that connection (the queue holds
+    // more events than right after the previous close), and after the last
+    // close the writer runs on until tidewater published again.
+    let pid = tidewater.pid();
+    let queue_name = queue.clone();
+    // Waits until tidewater has published over a live connection (the queue
+    // holds more than `since` events) and returns its connections.
+    let publishing = move |tidewater: &mut Tidewater, what: &str, since: u32| {
+        let mut connections = Vec::new();
+        wait_for(what, Duration::from_secs(60), tidewater, || {
+            queue_len(&queue_name) > since && {
+                connections = connections_of(pid);
+                !connections.is_empty()
+            }
+        });
+        connections
+    };
     let mut closed = 0;
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(1500));
-        if close_connections_of(tidewater.pid()) > 0 {
-            closed += 1;
+    let mut queued_after_close = 0;
+    for round in 1..=3 {
+        let connections = publishing(
+            &mut tidewater,
+            &format!("tidewater connected and publishing before close {round}"),
+            queued_after_close,
+        );
+        for connection in &connections {
+            close_connection(connection);
         }
+        closed += connections.len();
+        queued_after_close = queue_len(&queue);
     }
-    std::thread::sleep(Duration::from_secs(2));
+    publishing(
+        &mut tidewater,
+        "tidewater connected and publishing again after the last close",
+        queued_after_close,
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let total = writer.join().expect("writer");
     let len = std::fs::metadata(&log).expect("log").len();
@@ -505,7 +608,7 @@ fn broker_connections_closed_while_publishing_lose_no_event() {
     );
     assert_eq!(
         closed, 3,
-        "tidewater's connection should have been found and closed three times"
+        "tidewater should have had one connection at each of the three closes"
     );
     assert!(
         reconnects > closed,
@@ -519,42 +622,46 @@ fn broker_connections_closed_while_publishing_lose_no_event() {
     delete_queues(&queue);
 }
 
-/// Close, from the broker's side (`rabbitmqctl close_connection`), the
-/// connections a process named with its pid; returns how many.
-fn close_connections_of(pid: u32) -> usize {
-    let rabbitmqctl = |args: &[&str]| {
-        let out = std::process::Command::new("rabbitmqctl")
-            .args(args)
-            .output()
-            .expect("rabbitmqctl (from rabbitmq-server) closes connections from the broker's side");
-        assert!(
-            out.status.success(),
-            "rabbitmqctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+/// `rabbitmqctl ARGS` (from rabbitmq-server): its stdout, or a panic.
+fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl (from rabbitmq-server) inspects and closes connections and queues");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The broker's ids of the open connections a process named with its pid
+/// (one being closed is left out: closing it again would fail).
+fn connections_of(pid: u32) -> Vec<String> {
     let marker = format!("(pid {pid})");
-    let listing = rabbitmqctl(&[
+    rabbitmqctl(&[
         "list_connections",
         "--no-table-headers",
         "--quiet",
         "pid",
         "client_properties",
+        "state",
+    ])
+    .lines()
+    .filter(|l| l.contains(&marker))
+    .filter(|l| !matches!(l.split_whitespace().last(), Some("closing" | "closed")))
+    .filter_map(|l| l.split_whitespace().next().map(String::from))
+    .collect()
+}
+
+/// Close a connection from the broker's side (`rabbitmqctl close_connection`).
+fn close_connection(connection: &str) {
+    rabbitmqctl(&[
+        "close_connection",
+        connection,
+        "tidewater test: broker-side close",
     ]);
-    let pids: Vec<String> = listing
-        .lines()
-        .filter(|l| l.contains(&marker))
-        .filter_map(|l| l.split_whitespace().next().map(String::from))
-        .collect();
-    for conn in &pids {
-        rabbitmqctl(&[
-            "close_connection",
-            conn,
-            "tidewater test: broker-side close",
-        ]);
-    }
-    pids.len()
 }
 
 fn fs_append(path: &Path, text: &str) {
@@ -583,30 +690,7 @@ fn slack_429_then_500s_then_200_is_posted_once_and_acked() {
         "group_window = \"1s\"\nmax_attempts = 5\n",
     );
     let mut notify = start_notify(&sandbox, &config, &slack);
-    wait_for(
-        "the queue declared",
-        Duration::from_secs(30),
-        &mut notify,
-        || {
-            runtime().block_on(async {
-                let conn = connect().await;
-                let ch = conn.create_channel().await.expect("channel");
-                let ok = ch
-                    .queue_declare(
-                        queue.as_str().into(),
-                        QueueDeclareOptions {
-                            passive: true,
-                            ..Default::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await
-                    .is_ok();
-                let _ = conn.close(200, "bye".into()).await;
-                ok
-            })
-        },
-    );
+    wait_for_consumer(&queue, &mut notify);
     let started = Instant::now();
     publish(
         &exchange,
@@ -620,7 +704,7 @@ fn slack_429_then_500s_then_200_is_posted_once_and_acked() {
         || !slack.posted().is_empty(),
     );
     let waited = started.elapsed();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_all_acked(&queue, &mut notify);
     let summary = stop_notify(notify);
     println!(
         "requests: {}, posted after {waited:?}; notify: {summary}",
@@ -651,7 +735,7 @@ fn a_webhook_that_never_recovers_dead_letters_after_n_tries() {
         "group_window = \"1s\"\nmax_attempts = 3\n",
     );
     let mut notify = start_notify(&sandbox, &config, &slack);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for_consumer(&queue, &mut notify);
     publish(
         &exchange,
         "shop.web.error",
@@ -688,7 +772,7 @@ fn an_error_storm_makes_few_posts_with_exact_counts() {
         "group_window = \"3s\"\nprefetch = 2000\n",
     );
     let mut notify = start_notify(&sandbox, &config, &slack);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for_consumer(&queue, &mut notify);
     let storm: Vec<Value> = (0..10_000u64)
         .map(|s| event("fp-storm", &format!("timeout after {s} ms"), s))
         .collect();
@@ -701,7 +785,7 @@ fn an_error_storm_makes_few_posts_with_exact_counts() {
         || posted_total(&slack) >= 10_000,
     );
     let took = started.elapsed();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_all_acked(&queue, &mut notify);
     let summary = stop_notify(notify);
     let posts = slack.posted();
     println!(
