@@ -3,11 +3,13 @@
 //! A worker takes a batch from its sink's queue and offers it until the sink
 //! gives an answer the pipeline can acknowledge:
 //! - **Delivered**: acknowledged at once.
-//! - **Staged**: the worker moves on; a task waits until the rows are
-//!   durable and acknowledges then. If the sink gives the rows up (a staging
-//!   file abandoned on a full disk, say), the batch is offered again at once,
-//!   so the checkpoint moves again as soon as the sink can take it, without
-//!   a restart.
+//! - **Staged**: the rows are in the sink's hands, so their memory is
+//!   returned and the worker moves on; a task waits until the rows are
+//!   durable and acknowledges then. A sink gives staged rows up only when
+//!   it could not keep them (a staging file damaged by an I/O error: a full
+//!   disk is refused before anything is written, as a retry); the rows are
+//!   no longer in memory, so that stops the process loudly and a restart
+//!   reads them again from the checkpoint.
 //! - **Rejected**: the rejected rows are written to the dead letter (retried
 //!   until that write succeeds: a full disk is a retry, never a loss), then
 //!   the batch is acknowledged.
@@ -113,6 +115,7 @@ impl Worker {
             loop {
                 match self.sink.deliver(&item.batch).await {
                     Delivery::Delivered => return self.acked(&item, 0, started),
+                    // The sink holds the rows now: the batch is dropped here.
                     Delivery::Staged(durable) => return self.await_durable(item, durable, started),
                     Delivery::Rejected(rejected) if rejected.is_empty() => {
                         // "These rows can never be accepted; every other row
@@ -146,18 +149,27 @@ impl Worker {
     /// Acknowledge `item` for this sink and count it.
     fn acked(&self, item: &Dispatched, dead_lettered: u64, started: Instant) {
         let rows = item.batch.records.num_rows() as u64;
+        self.acked_id(item.id, rows, dead_lettered, started);
+    }
+
+    /// Acknowledge batch `id` of `rows` rows for this sink and count it.
+    fn acked_id(&self, id: BatchId, rows: u64, dead_lettered: u64, started: Instant) {
         // Acknowledge first: a reader of the counters then also sees the
         // committed offsets.
-        lock(&self.tracker).ack(item.id);
+        lock(&self.tracker).ack(id);
         self.stats.rows_dead_lettered.inc_by(dead_lettered);
-        self.stats.rows_delivered.inc_by(rows - dead_lettered);
+        self.stats
+            .rows_delivered
+            .inc_by(rows.saturating_sub(dead_lettered));
         self.stats
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// The rows are in the sink's hands: acknowledge them when they are
-    /// durable, or offer the batch again if the sink gives them up.
+    /// The rows are in the sink's hands: return their memory now, and
+    /// acknowledge them when they are durable. Rows the sink gives up are
+    /// fatal: they are gone from memory, and only a restart (from the
+    /// checkpoint) reads them again.
     fn await_durable(
         &self,
         item: Arc<Dispatched>,
@@ -165,16 +177,18 @@ impl Worker {
         started: Instant,
     ) {
         let w = self.clone();
+        let (id, rows) = (item.id, item.batch.records.num_rows() as u64);
         let name = format!("sink {} staged batch {}", self.sink.name(), item.batch.id);
+        drop(item);
         let task = self.critical.spawn(name, async move {
             if durable.wait().await {
-                w.acked(&item, 0, started);
+                w.acked_id(id, rows, 0, started);
+                Ok(())
             } else {
-                tracing::warn!(sink = w.sink.name(), batch = %item.batch.id, "the sink gave up staged rows; offering the batch again");
-                w.stats.batches_reoffered.inc();
-                w.deliver(item, started).await;
+                Err(anyhow::anyhow!(
+                    "the sink gave up staged rows (a staging file it could not write, see the log); a restart reads them again from the checkpoint"
+                ))
             }
-            Ok(())
         });
         self.staged.push(task);
     }

@@ -1,6 +1,7 @@
 //! The delivery policy against an in-memory sink that answers what each
-//! test scripts: the checkpoint never passes an unacknowledged row, and a
-//! sink that gives staged rows up is offered them again without a restart.
+//! test scripts: the checkpoint never passes an unacknowledged row, staged
+//! rows give their memory back at once, and staged rows the sink gives up
+//! stop the pipeline loudly.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -103,6 +104,8 @@ struct Harness {
     dir: tempfile::TempDir,
     worker: Option<tokio::task::JoinHandle<()>>,
     staged: Staged,
+    failures: crate::tasks::Failures,
+    budget: Arc<crate::memory::MemoryBudget>,
 }
 
 impl Harness {
@@ -126,7 +129,7 @@ impl Harness {
         let sink = Arc::new(Scripted::default());
         let as_sink: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
         let stats = Stats::default().sink(&as_sink);
-        let (critical, _failures) = Critical::new();
+        let (critical, failures) = Critical::new();
         let staged = Staged::default();
         let w = Worker {
             sink: as_sink,
@@ -156,6 +159,11 @@ impl Harness {
             dir,
             worker: Some(worker),
             staged,
+            failures,
+            budget: Arc::new(crate::memory::MemoryBudget::new(
+                1 << 20,
+                tokio::runtime::Handle::current(),
+            )),
         }
     }
 
@@ -177,7 +185,7 @@ impl Harness {
                 records,
                 origins: Arc::new([]),
             },
-            memory: None,
+            memory: self.budget.try_reserve(64 << 10),
         };
         let queue = self.queue.as_ref().expect("not finished");
         queue.send(Arc::new(item)).await.expect("queue open");
@@ -234,18 +242,23 @@ async fn a_retried_batch_holds_the_checkpoint_behind_it() {
 }
 
 #[tokio::test]
-async fn a_staged_batch_given_up_is_offered_again_without_a_restart() {
+async fn staged_rows_the_sink_gives_up_stop_the_pipeline_naming_the_sink() {
     let mut h = Harness::new(1);
-    h.sink
-        .script("b1", vec![Answer::StagedGivenUp, Answer::Retry]);
+    h.sink.script("b1", vec![Answer::StagedGivenUp]);
     h.send("b1", 5, 50).await;
     h.send("b2", 5, 100).await;
-    h.wait_committed(100).await;
-    // Offered, given up, offered again (a retry on the full disk), delivered.
-    assert_eq!(h.sink.offers("b1"), 3);
-    assert_eq!(h.stats.batches_reoffered.get(), 1);
+    let failure = tokio::time::timeout(Duration::from_secs(5), h.failures.first())
+        .await
+        .expect("a failure is reported");
+    assert!(
+        failure
+            .starts_with("task sink memory staged batch b1 failed: the sink gave up staged rows"),
+        "{failure}"
+    );
+    // b1 was not acknowledged: the checkpoint stays before it.
     h.finish().await;
-    assert_eq!(h.stats.rows_delivered.get(), 10);
+    assert_eq!(h.committed(), 0);
+    assert_eq!(h.sink.offers("b1"), 1);
 }
 
 #[tokio::test]
@@ -262,6 +275,8 @@ async fn a_staged_batch_is_acknowledged_only_once_durable() {
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(h.committed(), 0);
+    // Staged rows gave their memory back; b2's went when it was delivered.
+    assert_eq!(h.budget.reserved(), 0);
     for tx in lock(&h.sink.durable).drain(..) {
         let _ = tx.send(());
     }

@@ -79,6 +79,15 @@ impl MemoryBudget {
         }
     }
 
+    /// Reserve `bytes` if they fit now, without waiting.
+    pub fn try_reserve(&self, bytes: usize) -> Option<Reservation> {
+        let units = u32::try_from((bytes as u64).div_ceil(UNIT)).ok()?.max(1);
+        let permit = Arc::clone(&self.permits)
+            .try_acquire_many_owned(units)
+            .ok()?;
+        Some(Reservation { _permit: permit })
+    }
+
     /// Bytes reserved by batches in flight now (a batch larger than the
     /// whole budget counts as the budget).
     pub fn reserved(&self) -> u64 {

@@ -51,9 +51,6 @@ pub struct SourceStats {
 pub struct SinkStats {
     pub rows_delivered: Counter,
     pub rows_dead_lettered: Counter,
-    /// Staged batches the sink gave up (a staging file on a full disk, say)
-    /// and that were offered to it again.
-    pub batches_reoffered: Counter,
     /// Seconds from a batch's first delivery attempt to its acknowledgement
     /// (retries and, for staged rows, the wait until they are durable).
     pub batch_seconds: Histogram,
@@ -87,7 +84,6 @@ struct Families {
     files_lost: Counters,
     rows_delivered: Counters,
     rows_dead_lettered: Counters,
-    batches_reoffered: Counters,
     batch_seconds: Family<Label, Histogram, fn() -> Histogram>,
 }
 
@@ -200,11 +196,6 @@ impl Default for Stats {
                 "tidewater_sink_records_dead_lettered",
                 "Records a sink rejected, written to the dead letter",
             ),
-            batches_reoffered: counters(
-                &mut r,
-                "tidewater_sink_batches_reoffered",
-                "Staged batches a sink gave up (e.g. a staging file on a full disk) and that were offered again",
-            ),
             batch_seconds: registered(
                 &mut r,
                 "tidewater_sink_batch_duration_seconds",
@@ -253,7 +244,6 @@ impl Stats {
         let s = Arc::new(SinkStats {
             rows_delivered: f.rows_delivered.get_or_create_owned(&l),
             rows_dead_lettered: f.rows_dead_lettered.get_or_create_owned(&l),
-            batches_reoffered: f.batches_reoffered.get_or_create_owned(&l),
             batch_seconds: f.batch_seconds.get_or_create_owned(&l),
             sink: Arc::clone(sink),
         });

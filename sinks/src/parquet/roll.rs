@@ -51,37 +51,50 @@ impl Roller {
         })
     }
 
-    /// Append the batch to the staging file of each of its keys.
+    /// Append the batch to the staging file of each of its keys, in two
+    /// steps so that a full disk damages nothing:
+    /// 1. open the files and reserve disk room for what the parts can add
+    ///    (`fallocate`); if that fails (no space), the files this call
+    ///    opened are removed and the error is a retry, nothing written;
+    /// 2. write the parts. A write that still fails (EIO, say) damages the
+    ///    file: it is given up with every batch staged in it, which the
+    ///    pipeline treats as fatal (a restart reads them again).
     pub(super) async fn stage(self: &Arc<Self>, batch: &SinkBatch) -> Result<Durable, SinkError> {
         self.ticker
             .get_or_init(|| tokio::spawn(age_ticker(Arc::downgrade(self))));
         let groups = self.target.template.groups(&batch.records);
         let single = groups.len() == 1;
-        let mut receivers = Vec::with_capacity(groups.len());
         let mut open = self.open.lock().await;
+        let mut created: Vec<String> = Vec::new();
+        let mut parts = Vec::with_capacity(groups.len());
+        let mut prepared = Ok(());
         for (n, (group, rows)) in groups.into_iter().enumerate() {
-            if !open.contains_key(&group) {
-                if open.len() >= MAX_OPEN_FILES {
-                    let oldest = open
-                        .iter()
-                        .min_by_key(|(_, f)| f.opened)
-                        .map(|(k, _)| k.clone());
-                    if let Some(file) = oldest.and_then(|k| open.remove(&k)) {
-                        self.complete(file).await;
-                    }
+            let step = self
+                .prepare(&mut open, batch, single, n, &group, rows, &mut created)
+                .await;
+            match step {
+                Ok(part) => parts.push((group, part)),
+                Err(e) => {
+                    prepared = Err(e);
+                    break;
                 }
-                let id = if single {
-                    batch.id.clone()
-                } else {
-                    format!("{}-{n}", batch.id)
-                };
-                let file = self.create(KeyTemplate::with_id(&group, &id)).await?;
-                open.insert(group.clone(), file);
             }
+        }
+        if let Err(e) = prepared {
+            // Nothing of this batch is written; the files it opened hold
+            // nothing else (the lock was held): remove them.
+            for group in created {
+                if let Some(file) = open.remove(&group) {
+                    remove_staging(file.staging).await;
+                }
+            }
+            return Err(e);
+        }
+        let mut receivers = Vec::with_capacity(parts.len());
+        for (group, part) in parts {
             let Some(file) = open.get_mut(&group) else {
-                continue; // just inserted
+                continue; // never: prepared above, under the same lock
             };
-            let part = select(&batch.records, rows)?;
             let Some(mut writer) = file.writer.take() else {
                 continue; // never: the writer is only out during a write
             };
@@ -97,12 +110,12 @@ impl Roller {
             match written {
                 Ok(Ok(writer)) => file.writer = Some(writer),
                 Ok(Err(e)) | Err(e) => {
-                    // The staging file may be damaged: give it up. Batches
-                    // staged in it earlier are given up too (the pipeline
-                    // offers them again); this one is answered by `e`: a
-                    // retry for an I/O error such as a full disk.
-                    tracing::error!(sink = %self.target.name, error = %e, "staging write failed; abandoning the staging file");
+                    // The file may be damaged: give it up, and with it the
+                    // batches staged in it (their Durable resolves false).
                     if let Some(file) = open.remove(&group) {
+                        if !file.waiters.is_empty() {
+                            tracing::error!(sink = %self.target.name, error = %e, staged_parts = file.waiters.len(), "staging write failed; abandoning the staging file and the batches staged in it");
+                        }
                         remove_staging(file.staging).await;
                     }
                     return Err(e);
@@ -122,6 +135,68 @@ impl Roller {
             }
         }
         Ok(Durable(receivers))
+    }
+
+    /// Step 1 of [`Roller::stage`] for one group: its staging file (opened
+    /// if needed, and then named in `created`), its rows, and disk room
+    /// reserved for them.
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare(
+        &self,
+        open: &mut BTreeMap<String, OpenFile>,
+        batch: &SinkBatch,
+        single: bool,
+        n: usize,
+        group: &str,
+        rows: Vec<u32>,
+        created: &mut Vec<String>,
+    ) -> Result<RecordBatch, SinkError> {
+        if !open.contains_key(group) {
+            if open.len() >= MAX_OPEN_FILES {
+                let oldest = open
+                    .iter()
+                    .filter(|(k, _)| !created.contains(k))
+                    .min_by_key(|(_, f)| f.opened)
+                    .map(|(k, _)| k.clone());
+                if let Some(file) = oldest.and_then(|k| open.remove(&k)) {
+                    self.complete(file).await;
+                }
+            }
+            let id = if single {
+                batch.id.clone()
+            } else {
+                format!("{}-{n}", batch.id)
+            };
+            let file = self.create(KeyTemplate::with_id(group, &id)).await?;
+            open.insert(group.to_string(), file);
+            created.push(group.to_string());
+        }
+        let part = select(&batch.records, rows)?;
+        let Some(file) = open.get_mut(group) else {
+            return Err(SinkError::Task("a staging file vanished".into()));
+        };
+        // What the write may put on disk: the row group being buffered
+        // (flushed when it is full) plus this part, and room for the footer.
+        let Some(writer) = file.writer.take() else {
+            return Err(SinkError::Task("a staging writer is missing".into()));
+        };
+        let (offset, len) = (
+            writer.bytes_written() as u64,
+            (writer.memory_size() + part.get_array_memory_size()) as u64 + FOOTER_ROOM,
+        );
+        let staging = file.staging.clone();
+        let reserved = tokio::task::spawn_blocking(move || {
+            let r = reserve(writer.inner(), offset, len);
+            (writer, r)
+        })
+        .await
+        .map_err(|e| SinkError::Task(e.to_string()))?;
+        file.writer = Some(reserved.0);
+        reserved.1.map_err(|source| SinkError::Staging {
+            path: staging.display().to_string(),
+            source,
+        })?;
+        Ok(part)
     }
 
     /// Open a staging file for `key` (on the blocking pool: it touches the disk).
@@ -248,6 +323,22 @@ async fn age_ticker(roller: Weak<Roller>) {
             None => return,
         };
         tokio::time::sleep(period).await;
+    }
+}
+
+/// Disk room reserved beyond a staging file's parts, for its footer.
+const FOOTER_ROOM: u64 = 1 << 20;
+
+/// Reserve `len` bytes of disk for `file` from `offset` on, without changing
+/// its size (`FALLOC_FL_KEEP_SIZE`), so that the writes that follow cannot
+/// fail for want of space. A filesystem that cannot reserve (no `fallocate`)
+/// is written to without a reservation.
+fn reserve(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    match fallocate(file, FallocateFlags::KEEP_SIZE, offset, len) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
