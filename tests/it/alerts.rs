@@ -424,7 +424,7 @@ fn errors_reach_slack_grouped_and_info_lines_do_not() {
     }
     let id = "0123456789abcdef".repeat(4);
     // Named as kubelet names them, for the Kubernetes metadata.
-    let path = sandbox.write_file(&format!("containers/web-1_shop_web-{id}.log"), &log);
+    sandbox.write_file(&format!("containers/web-1_shop_web-{id}.log"), &log);
     let mut config = Config::relative("cri");
     config.include = vec!["containers/*.log".into()];
     config.max_rows = 100;
@@ -443,7 +443,6 @@ fn errors_reach_slack_grouped_and_info_lines_do_not() {
         errors,
         "every error and fatal line is an event in the queue"
     );
-    let _ = path;
 
     let slack = FakeSlack::start();
     let notify_cfg = notify_config(&sandbox, &exchange, &queue, "group_window = \"2s\"\n");

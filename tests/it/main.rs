@@ -14,7 +14,8 @@
 //!   empty lines and unreadable entries are all accounted for.
 //! - `object_store`: the lake on S3 (a real moto server: exactly once,
 //!   multipart rolling, an outage, a missing bucket, SIGKILL mid-upload) and
-//!   GCS (fake-gcs-server: configuration and reads; real GCS when given).
+//!   GCS (fake-gcs-server: configuration and reads; real GCS only with
+//!   `--features gcs-live`, see the README).
 //! - `alerts`: error events through a real RabbitMQ to `tidewater notify` and a
 //!   local stand-in for Slack's webhook: grouping, retries, dead letters, an
 //!   error storm, broker-side connection closes, amqps:// through a TLS front.

@@ -292,6 +292,7 @@ impl Tail {
             if t.rotated || t.path != path {
                 // Renamed to a name the globs still match: it is still live.
                 t.rotated = false;
+                t.superseded = false;
                 t.path = path.to_path_buf();
                 lock(&self.cx.checkpoints).set_path(t.id, path);
             }
@@ -301,7 +302,7 @@ impl Tail {
         for t in self.files.iter_mut().filter(|t| t.path == path) {
             t.superseded = true;
         }
-        if !self.room_for_rotated() {
+        if !self.room_for_rotated(0) {
             return self.wait(path, inode);
         }
         let file = match File::open(path) {

@@ -9,6 +9,7 @@ use super::*;
 /// A file found by the globs but not opened yet (see `max_rotated_files`).
 pub(super) struct Waiting {
     pub(super) path: PathBuf,
+    pub(super) real_path: PathBuf,
     pub(super) inode: Inode,
 }
 
@@ -55,11 +56,12 @@ impl Tail {
             .count()
     }
 
-    /// Keep at most `max_rotated_files` rotated files open, closing those
-    /// read to their end (the idlest first) before their `rotate_wait`.
-    /// `false`: the rest still have data to read, so a new file must wait.
-    pub(super) fn room_for_rotated(&mut self) -> bool {
-        while self.rotated_open() > self.cx.config.max_rotated_files {
+    /// Keep at most `max_rotated_files` rotated files open (`extra` more
+    /// are about to be), closing those read to their end (the idlest first)
+    /// before their `rotate_wait`. `false`: the rest still have data to
+    /// read, so a new file must wait.
+    pub(super) fn room_for_rotated(&mut self, extra: usize) -> bool {
+        while self.rotated_open() + extra > self.cx.config.max_rotated_files {
             let idlest = self
                 .files
                 .iter()
@@ -70,6 +72,8 @@ impl Tail {
             let Some(i) = idlest else {
                 return false;
             };
+            // Its end was seen at the last turn: read what came since.
+            while self.read_turn(i) && !self.closed {}
             tracing::info!(path = %self.files[i].path.display(), max_rotated_files = self.cx.config.max_rotated_files, "closing a rotated file before rotate_wait: too many rotated files open");
             self.cx.stats.rotated_closed_early.inc();
             self.close(i);
@@ -85,6 +89,9 @@ impl Tail {
         tracing::warn!(path = %path.display(), max_rotated_files = self.cx.config.max_rotated_files, "too many rotated files still being read: this file waits (the logs on disk are the buffer)");
         self.waiting.push(Waiting {
             path: path.to_path_buf(),
+            // Where a rename is looked for (the target of a symlink such as
+            // /var/log/containers/x.log).
+            real_path: fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
             inode,
         });
         self.cx.stats.waiting_files.set(self.waiting.len() as i64);
@@ -102,7 +109,7 @@ impl Tail {
                 i += 1;
                 continue;
             }
-            let found = find_renamed(&w.path, w.inode).and_then(|p| {
+            let found = find_renamed(&w.real_path, w.inode).and_then(|p| {
                 let file = File::open(&p).ok()?;
                 let md = file.metadata().ok()?;
                 (Inode::of(&md) == w.inode).then_some((p, file))
@@ -113,7 +120,7 @@ impl Tail {
                 tracing::error!(path = %w.path.display(), "a file waiting to be read was rotated away and is gone: its lines were not delivered (raise max_rotated_files)");
                 continue;
             };
-            if !self.room_for_rotated() {
+            if !self.room_for_rotated(1) {
                 break;
             }
             let w = self.waiting.remove(i);
