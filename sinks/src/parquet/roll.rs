@@ -73,7 +73,7 @@ impl Roller {
                 .prepare(&mut open, batch, single, n, &group, rows, &mut created)
                 .await;
             match step {
-                Ok(part) => parts.push((group, part)),
+                Ok(rows) => parts.push((group, rows)),
                 Err(e) => {
                     prepared = Err(e);
                     break;
@@ -91,10 +91,12 @@ impl Roller {
             return Err(e);
         }
         let mut receivers = Vec::with_capacity(parts.len());
-        for (group, part) in parts {
+        for (group, rows) in parts {
             let Some(file) = open.get_mut(&group) else {
                 continue; // never: prepared above, under the same lock
             };
+            // One part at a time in memory (a copy unless it is all rows).
+            let part = select(&batch.records, rows)?;
             let Some(mut writer) = file.writer.take() else {
                 continue; // never: the writer is only out during a write
             };
@@ -138,8 +140,8 @@ impl Roller {
     }
 
     /// Step 1 of [`Roller::stage`] for one group: its staging file (opened
-    /// if needed, and then named in `created`), its rows, and disk room
-    /// reserved for them.
+    /// if needed, and then named in `created`) with disk room reserved for
+    /// `rows`, which it hands back.
     #[allow(clippy::too_many_arguments)]
     async fn prepare(
         &self,
@@ -150,7 +152,7 @@ impl Roller {
         group: &str,
         rows: Vec<u32>,
         created: &mut Vec<String>,
-    ) -> Result<RecordBatch, SinkError> {
+    ) -> Result<Vec<u32>, SinkError> {
         if !open.contains_key(group) {
             if open.len() >= MAX_OPEN_FILES {
                 let oldest = open
@@ -171,7 +173,10 @@ impl Roller {
             open.insert(group.to_string(), file);
             created.push(group.to_string());
         }
-        let part = select(&batch.records, rows)?;
+        // The rows' share of the batch's Arrow size: more than their
+        // Parquet encoding takes.
+        let total = batch.records.num_rows().max(1);
+        let part_bytes = batch.records.get_array_memory_size() * rows.len() / total;
         let Some(file) = open.get_mut(group) else {
             return Err(SinkError::Task("a staging file vanished".into()));
         };
@@ -182,7 +187,7 @@ impl Roller {
         };
         let (offset, len) = (
             writer.bytes_written() as u64,
-            (writer.memory_size() + part.get_array_memory_size()) as u64 + FOOTER_ROOM,
+            (writer.memory_size() + part_bytes) as u64 + FOOTER_ROOM,
         );
         let staging = file.staging.clone();
         let reserved = tokio::task::spawn_blocking(move || {
@@ -196,7 +201,7 @@ impl Roller {
             path: staging.display().to_string(),
             source,
         })?;
-        Ok(part)
+        Ok(rows)
     }
 
     /// Open a staging file for `key` (on the blocking pool: it touches the disk).
