@@ -28,6 +28,23 @@ impl Config {
                 "no sinks configured: add a [sinks.<name>] table, e.g. type = \"parquet\", url = \"file://lake\"",
             ));
         }
+        // Names become directories (staging files, dead letters): a name
+        // like ".." or "a/b" would write, or empty, another directory.
+        let names = self.sources.keys().map(|n| ("sources", n));
+        for (table, name) in names.chain(self.sinks.keys().map(|n| ("sinks", n))) {
+            let safe = !name.is_empty()
+                && name != "."
+                && name != ".."
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !safe {
+                return Err(bad(
+                    format!("{table}.{name}"),
+                    "a name may hold only letters, digits, '_', '-' and '.' (it names directories under data_dir)",
+                ));
+            }
+        }
         positive_duration(
             "shutdown_timeout",
             self.shutdown_timeout,

@@ -266,3 +266,13 @@ fn what_can_run_is_accepted() {
         load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     }
 }
+
+#[test]
+fn component_names_that_would_escape_the_data_dir_are_refused() {
+    for name in ["\"..\"", "\"a/b\"", "\"\""] {
+        let text = GOOD.replace("[sinks.lake]", &format!("[sinks.{name}]"));
+        let e = load(&text).expect_err(name);
+        assert!(e.contains("a name may hold only"), "{name}: {e}");
+    }
+    load(&GOOD.replace("[sinks.lake]", "[sinks.lake_2-eu]")).expect("a plain name");
+}

@@ -98,7 +98,9 @@ impl Roller {
             // One part at a time in memory (a copy unless it is all rows).
             let part = select(&batch.records, rows)?;
             let Some(mut writer) = file.writer.take() else {
-                continue; // never: the writer is only out during a write
+                // Never (step 1 saw it): but skipping the part would
+                // acknowledge rows that were not written.
+                return Err(SinkError::Task("a staging writer is missing".into()));
             };
             let row_group_bytes = self.target.buffers.row_group_bytes;
             let staging = file.staging.clone();
