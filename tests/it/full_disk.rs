@@ -75,19 +75,6 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
-fn wait_for_checkpoint_at(sandbox: &Sandbox, len: u64, tidewater: &mut Tidewater) {
-    let ok = poll_until(Duration::from_secs(120), || {
-        tidewater.assert_running();
-        sandbox.checkpoint_file().exists()
-            && checkpoint_offsets(&read_checkpoints(sandbox)).contains(&len)
-    });
-    assert!(
-        ok,
-        "the checkpoint did not reach the end of the log ({len} bytes)\n--- stderr ---\n{}",
-        tail(&tidewater.stderr(), 4000)
-    );
-}
-
 fn dead_letter_files(sandbox: &Sandbox) -> Vec<PathBuf> {
     let mut found = Vec::new();
     collect_parquet_files(&sandbox.data_dir().join("dead_letter"), &mut found);
@@ -136,7 +123,7 @@ fn a_full_staging_disk_is_retried_and_everything_arrives_once_it_has_room() {
     let report = lake.seq_report(corpus.seqs());
     assert!(report.missing.is_empty(), "{}", report.describe());
     let len = fs::metadata(&corpus.path).expect("the log").len();
-    wait_for_checkpoint_at(&sandbox, len, &mut tidewater);
+    wait_for_checkpoint(&sandbox, len, &mut tidewater, Duration::from_secs(120));
     wait_for_readyz(
         api,
         &mut tidewater,
@@ -170,7 +157,12 @@ fn a_full_data_dir_holds_the_checkpoint_back_but_delivery_goes_on() {
     let config = sandbox.write_config(&Config::relative("cri"));
     let mut tidewater = sandbox.start_run(&config);
     let first_len = fs::metadata(&log).expect("the log").len();
-    wait_for_checkpoint_at(&sandbox, first_len, &mut tidewater);
+    wait_for_checkpoint(
+        &sandbox,
+        first_len,
+        &mut tidewater,
+        Duration::from_secs(120),
+    );
 
     // The data dir is full: checkpoints cannot be written.
     let ballast = fill(&sandbox.data_dir());
@@ -207,7 +199,7 @@ fn a_full_data_dir_holds_the_checkpoint_back_but_delivery_goes_on() {
     // Room again: the checkpoint catches up without a restart.
     fs::remove_file(&ballast).expect("remove the ballast");
     let len = fs::metadata(&log).expect("the log").len();
-    wait_for_checkpoint_at(&sandbox, len, &mut tidewater);
+    wait_for_checkpoint(&sandbox, len, &mut tidewater, Duration::from_secs(120));
     tidewater.signal("TERM");
     let finished = tidewater.finish(Duration::from_secs(60));
     finished.assert_success();

@@ -201,15 +201,6 @@ fn spawn_writer(
     })
 }
 
-fn wait_for_checkpoint(sandbox: &Sandbox, len: u64, tidewater: &mut Tidewater, timeout: Duration) {
-    let ok = poll_until(timeout, || {
-        tidewater.assert_running();
-        sandbox.checkpoint_file().exists()
-            && checkpoint_offsets(&read_checkpoints(sandbox)).contains(&len)
-    });
-    assert!(ok, "the checkpoint did not reach the end of the log ({len} bytes) within {timeout:?}\n--- stderr ---\n{}", tail(&tidewater.stderr(), 3000));
-}
-
 #[test]
 fn s3_outage_is_reported_and_nothing_is_lost() {
     let sandbox = Sandbox::new();

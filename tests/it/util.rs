@@ -482,6 +482,22 @@ pub fn read_checkpoints(sandbox: &Sandbox) -> Value {
         .unwrap_or_else(|e| panic!("{} is not JSON ({e}):\n{text}", path.display()))
 }
 
+/// Polls until the checkpoint on disk records offset `len` (the end of a
+/// log), while `tidewater` keeps running; panics after `timeout`.
+pub fn wait_for_checkpoint(
+    sandbox: &Sandbox,
+    len: u64,
+    tidewater: &mut Tidewater,
+    timeout: Duration,
+) {
+    let ok = poll_until(timeout, || {
+        tidewater.assert_running();
+        sandbox.checkpoint_file().exists()
+            && checkpoint_offsets(&read_checkpoints(sandbox)).contains(&len)
+    });
+    assert!(ok, "the checkpoint did not reach the end of the log ({len} bytes) within {timeout:?}\n--- stderr ---\n{}", tail(&tidewater.stderr(), 3000));
+}
+
 /// The `offset`s that the checkpoint records (all entries of `files`).
 pub fn checkpoint_offsets(checkpoint: &Value) -> Vec<u64> {
     checkpoint
