@@ -79,8 +79,10 @@ impl MemoryBudget {
         }
     }
 
-    /// Reserve `bytes` if they fit now, without waiting.
-    pub fn try_reserve(&self, bytes: usize) -> Option<Reservation> {
+    /// Reserve `bytes` if they fit now, without waiting (tests hold
+    /// reservations with it).
+    #[cfg(test)]
+    pub(crate) fn try_reserve(&self, bytes: usize) -> Option<Reservation> {
         let units = u32::try_from((bytes as u64).div_ceil(UNIT)).ok()?.max(1);
         let permit = Arc::clone(&self.permits)
             .try_acquire_many_owned(units)

@@ -56,29 +56,19 @@ async fn connect() -> Connection {
 
 /// Messages ready in `queue` (0 if it does not exist).
 fn queue_len(queue: &str) -> u32 {
-    runtime().block_on(async {
-        let conn = connect().await;
-        let ch = conn.create_channel().await.expect("channel");
-        let q = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        let n = q.map(|q| q.message_count()).unwrap_or(0);
-        let _ = conn.close(200, "bye".into()).await;
-        n
-    })
+    queue_state(queue).map_or(0, |(messages, _)| messages)
 }
 
 /// Consumers of `queue` (0 if it does not exist). `tidewater notify`
 /// declares and binds its queue before it consumes, so a consumer means an
 /// event published now is routed to it.
 fn consumer_count(queue: &str) -> u32 {
+    queue_state(queue).map_or(0, |(_, consumers)| consumers)
+}
+
+/// (messages ready, consumers) of `queue`, through a passive declare;
+/// `None` if it does not exist.
+fn queue_state(queue: &str) -> Option<(u32, u32)> {
     runtime().block_on(async {
         let conn = connect().await;
         let ch = conn.create_channel().await.expect("channel");
@@ -92,9 +82,9 @@ fn consumer_count(queue: &str) -> u32 {
                 FieldTable::default(),
             )
             .await;
-        let n = q.map(|q| q.consumer_count()).unwrap_or(0);
+        let state = q.ok().map(|q| (q.message_count(), q.consumer_count()));
         let _ = conn.close(200, "bye".into()).await;
-        n
+        state
     })
 }
 
