@@ -9,6 +9,7 @@
 pub mod amqp;
 mod backoff;
 pub mod bigquery;
+pub mod config;
 mod error;
 pub mod event;
 mod health;
