@@ -120,7 +120,24 @@ export TIDEWATER_TEST_BQEMU="$BQ_VENV/bin/python"
 export TIDEWATER_TEST_MOTO="$VENV/bin/moto_server"
 export TIDEWATER_TEST_FAKE_GCS="$(fake_gcs)"
 
-# --- 3. Tests --------------------------------------------------------------------
+# --- 3. The lake-only build ------------------------------------------------------
+# `--no-default-features` leaves out BigQuery, AMQP, S3 and GCS: it must
+# build, ship the quick start's sample logs into a local lake, and refuse a
+# BigQuery sink by name.
+say "building and checking the lake-only binary (--no-default-features)"
+cargo build --quiet --no-default-features --bin tidewater
+LAKE_ONLY="$ROOT/target/lake-only"
+rm -rf "$LAKE_ONLY" && mkdir -p "$LAKE_ONLY" && cp target/debug/tidewater "$LAKE_ONLY/tidewater"
+cp -r examples "$LAKE_ONLY/examples"
+(cd "$LAKE_ONLY" && ./tidewater run --once --config examples/quickstart.toml >/dev/null 2>run.log) \
+  || { cat "$LAKE_ONLY/run.log" >&2; die "the lake-only binary failed on examples/quickstart.toml"; }
+[ -n "$(find "$LAKE_ONLY/lake" -name '*.parquet' | head -1)" ] || die "the lake-only binary wrote no Parquet file"
+if GOOGLE_CLOUD_PROJECT=example "$LAKE_ONLY/tidewater" validate --config examples/bigquery.toml >"$LAKE_ONLY/validate.log" 2>&1 \
+   || ! grep -q "built without" "$LAKE_ONLY/validate.log"; then
+  cat "$LAKE_ONLY/validate.log" >&2; die "the lake-only binary did not refuse a bigquery sink by name"
+fi
+
+# --- 4. Tests --------------------------------------------------------------------
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -15,10 +15,12 @@ pub mod deliver;
 pub mod health;
 pub mod memory;
 pub mod metrics;
+#[cfg(feature = "amqp")]
 pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod schema;
+pub mod sinks;
 pub mod source;
 pub mod stats;
 pub mod status;

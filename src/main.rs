@@ -51,6 +51,7 @@ enum Command {
     },
     /// Consume error events from RabbitMQ and post them to Slack (the
     /// `[notify]` table of the configuration).
+    #[cfg(feature = "amqp")]
     Notify {
         #[arg(long, short)]
         config: PathBuf,
@@ -105,6 +106,12 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     // object_store, reqwest and lapin each bring rustls; with more than one
     // crypto backend compiled in, rustls needs to be told which to use.
+    #[cfg(any(
+        feature = "amqp",
+        feature = "bigquery",
+        feature = "s3",
+        feature = "gcs"
+    ))]
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
         Command::Status { data_dir, json } => match tidewater::status::status(&data_dir) {
@@ -124,6 +131,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        #[cfg(feature = "amqp")]
         Command::Notify { config } => {
             let config = match tidewater::config::NotifyConfig::load(&config) {
                 Ok(c) => c,
@@ -239,7 +247,7 @@ fn connect_sinks(config: &Config) -> anyhow::Result<bool> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let probes = runtime.block_on(tidewater::pipeline::probe_sinks(config, &base_dir))?;
+    let probes = runtime.block_on(tidewater::sinks::probe(config, &base_dir))?;
     let mut all_ok = true;
     for (name, probe) in probes {
         match probe {

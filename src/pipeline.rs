@@ -21,11 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::FutureExt;
-use tidewater_sinks::amqp::{AmqpConfig, AmqpSink};
-use tidewater_sinks::bigquery::{BigQueryConfig, BigQuerySink};
-use tidewater_sinks::parquet::{ParquetConfig, ParquetSink, Probe, Rolling};
-use tidewater_sinks::when::Condition;
 use tidewater_sinks::{Sink, SinkBatch};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -34,7 +29,7 @@ use tokio::time::Instant;
 use crate::ack::AckTracker;
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{self, Checkpoints};
-use crate::config::{BigQuerySinkConfig, Config, ParquetSinkConfig, SinkConfig, SourceConfig};
+use crate::config::{Config, SourceConfig};
 use crate::deliver::{Dispatched, Queue, Staged, Worker, LOG_EVERY};
 use crate::health::Health;
 use crate::lock;
@@ -47,17 +42,6 @@ use crate::tasks::Critical;
 
 /// Batches waiting between the sources and the dispatcher.
 const SOURCE_QUEUE: usize = 1;
-
-/// Columns of the bundled schema that are nearly unique per row: Parquet
-/// dictionaries only cost CPU there (measured in BENCHMARKS.md).
-const PLAIN_COLUMNS: &[&str] = &[
-    "timestamp",
-    "observed_timestamp",
-    "message",
-    "fields",
-    "offset",
-    "parse_error",
-];
 
 /// How `run` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,42 +82,7 @@ impl Pipeline {
         // Fail now, not in a reader thread, if the schema cannot be filled.
         Builder::new(&schema, &config.columns, config.batch.clone())
             .map_err(|e| anyhow::anyhow!("schema: {e}"))?;
-        let arrow = schema.arrow();
-        let mut sinks: Vec<(Arc<dyn Sink>, usize)> = Vec::new();
-        for (name, sink) in &config.sinks {
-            match sink {
-                SinkConfig::Parquet(p) => {
-                    let cfg = parquet_config(&config, name, p, &data_dir);
-                    sinks.push((
-                        Arc::new(ParquetSink::new(name, &cfg, &arrow, base_dir)?),
-                        p.concurrency,
-                    ));
-                }
-                SinkConfig::Amqp(a) => {
-                    let cfg = AmqpConfig {
-                        url: a.url.clone(),
-                        exchange: a.exchange.clone(),
-                        routing_key: a.routing_key.clone(),
-                        when: Condition::parse(&a.when)
-                            .map_err(|e| anyhow::anyhow!("sinks.{name}.when: {e}"))?,
-                        fields: a.fields.clone(),
-                        queue: a.queue.clone(),
-                        binding_key: a.binding_key.clone(),
-                        tls_ca_file: a.tls_ca_file.as_ref().map(|p| base_dir.join(p)),
-                        confirm_timeout: a.confirm_timeout,
-                    };
-                    // One publisher: events of a source stay in order.
-                    sinks.push((Arc::new(AmqpSink::new(name, cfg)?), 1));
-                }
-                SinkConfig::Bigquery(b) => {
-                    let cfg = bigquery_config(name, b, &schema, base_dir)?;
-                    let sink = BigQuerySink::connect(cfg, &arrow)
-                        .await
-                        .with_context(|| format!("sinks.{name}"))?;
-                    sinks.push((Arc::new(sink), b.concurrency));
-                }
-            }
-        }
+        let sinks = crate::sinks::build(&config, &schema, base_dir, &data_dir).await?;
         Ok(Some(Self {
             config,
             base_dir: base_dir.to_path_buf(),
@@ -400,130 +349,6 @@ impl Pipeline {
             )),
         }
     }
-}
-
-/// The sink crate's settings for the `[sinks.<name>]` table `p` of `config`.
-fn parquet_config(
-    config: &Config,
-    name: &str,
-    p: &ParquetSinkConfig,
-    data_dir: &Path,
-) -> ParquetConfig {
-    ParquetConfig {
-        url: p.url.clone(),
-        store: p.store_options(),
-        path_template: p.path_template.clone(),
-        zstd_level: p.zstd_level,
-        plain_columns: PLAIN_COLUMNS.iter().map(|c| c.to_string()).collect(),
-        part_size: usize::try_from(p.part_size).unwrap_or(usize::MAX),
-        rolling: p.rolling().map(|(target_file_size, max_file_age)| Rolling {
-            target_file_size,
-            max_file_age,
-            staging_dir: data_dir.join("staging").join(name),
-        }),
-        buffer_limit: usize::try_from(config.parquet_buffer_limit()).unwrap_or(usize::MAX),
-    }
-}
-
-/// The sink crate's settings for the `[sinks.<name>]` table `b`.
-fn bigquery_config(
-    name: &str,
-    b: &BigQuerySinkConfig,
-    schema: &TableSchema,
-    base_dir: &Path,
-) -> anyhow::Result<BigQueryConfig> {
-    let schema_json = match &b.schema {
-        Some(path) => {
-            let path = base_dir.join(path);
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("sinks.{name}.schema: cannot read {}", path.display()))?
-        }
-        None => schema.to_bigquery_json(),
-    };
-    Ok(BigQueryConfig {
-        name: name.to_string(),
-        project: b.project.clone(),
-        dataset: b.dataset.clone(),
-        table: b.table.clone(),
-        schema_json,
-        credentials: b.credentials.as_ref().map(|p| base_dir.join(p)),
-        endpoint: b.endpoint.clone(),
-        storage_endpoint: b.storage_endpoint.clone(),
-        api: b
-            .api()
-            .map_err(|e| anyhow::anyhow!("sinks.{name}.api: {e}"))?,
-        create_table: b.create_table,
-        update_schema: b.update_schema,
-        location: b.location.clone(),
-        partition_field: Some(b.partition_field.clone()).filter(|f| !f.is_empty()),
-        clustering: b.clustering.clone(),
-        max_rows_per_request: b.max_rows_per_request,
-        max_request_bytes: usize::try_from(b.max_request_bytes).unwrap_or(usize::MAX),
-        request_timeout: b.request_timeout,
-    })
-}
-
-/// `tidewater validate --connect`: reach every sink's destination (list it
-/// and read the newest object's footer) without writing anything and
-/// without touching a running instance's data dir.
-pub async fn probe_sinks(
-    config: &Config,
-    base_dir: &Path,
-) -> anyhow::Result<Vec<(String, Result<String, tidewater_sinks::SinkError>)>> {
-    let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
-    let arrow = schema.arrow();
-    let arrow = &arrow;
-    let mut out = Vec::new();
-    for (name, sink) in &config.sinks {
-        let (timeout, probe) = match sink {
-            SinkConfig::Parquet(p) => {
-                let mut cfg = parquet_config(config, name, p, Path::new(""));
-                cfg.rolling = None;
-                let probe = async move {
-                    ParquetSink::new(name, &cfg, arrow, base_dir)?
-                        .probe()
-                        .await
-                        .map(|p| describe_probe(&p))
-                };
-                (p.request_timeout * 4, probe.boxed())
-            }
-            SinkConfig::Bigquery(b) => {
-                let mut cfg = bigquery_config(name, b, &schema, base_dir)?;
-                // Read only: nothing is created or altered.
-                cfg.create_table = false;
-                cfg.update_schema = false;
-                let probe = async move {
-                    BigQuerySink::connect(cfg, arrow)
-                        .await?
-                        .probe()
-                        .await
-                        .map(|table| format!("reachable: table {table}"))
-                };
-                (b.request_timeout * 4, probe.boxed())
-            }
-            // Publishing is the only way to test a broker; nothing is probed.
-            SinkConfig::Amqp(_) => continue,
-        };
-        let result = match tokio::time::timeout(timeout, probe).await {
-            Ok(result) => result,
-            Err(_) => Err(tidewater_sinks::SinkError::Task(format!(
-                "no answer within {timeout:?}"
-            ))),
-        };
-        out.push((name.clone(), result));
-    }
-    Ok(out)
-}
-
-fn describe_probe(p: &Probe) -> String {
-    let newest = match &p.newest {
-        Some((key, rows)) => format!(", newest {key} ({rows} rows)"),
-        None => String::new(),
-    };
-    format!(
-        "reachable: {} holds {} Parquet objects, {} bytes{newest}",
-        p.destination, p.objects, p.bytes
-    )
 }
 
 /// Write the checkpoint if it changed. Writes are serialised, and each takes

@@ -7,7 +7,7 @@ pub enum SinkError {
     #[error("sinks.{sink}.{key}: {reason}")]
     Config {
         sink: String,
-        key: &'static str,
+        key: String,
         reason: String,
     },
     /// Encoding the batch failed.
@@ -34,6 +34,15 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// The sink `sink`'s key that cannot work, as its check found it.
+    pub fn config(sink: &str, invalid: crate::config::Invalid) -> Self {
+        SinkError::Config {
+            sink: sink.to_string(),
+            key: invalid.key,
+            reason: invalid.message,
+        }
+    }
+
     /// Whether retrying cannot help until a person changes something
     /// (permissions, a missing bucket, credentials, the configuration).
     pub fn is_permanent(&self) -> bool {

@@ -6,9 +6,12 @@
 //! tailing: they see a [`SinkBatch`] with a stable id and an Arrow
 //! `RecordBatch` whose schema comes from `schemas/`.
 
+#[cfg(feature = "amqp")]
 pub mod amqp;
 mod backoff;
+#[cfg(feature = "bigquery")]
 pub mod bigquery;
+pub mod component;
 pub mod config;
 mod error;
 pub mod event;
@@ -22,6 +25,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
 pub use backoff::Backoff;
+pub use component::{Limits, SinkComponent, SinkContext};
 pub use error::SinkError;
 pub use health::{Failure, HealthState};
 pub use key::KeyTemplate;

@@ -13,17 +13,27 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+#[cfg(feature = "amqp")]
+use tidewater_sinks::amqp::AmqpSinkConfig;
+#[cfg(feature = "bigquery")]
+use tidewater_sinks::bigquery::BigQuerySinkConfig;
+use tidewater_sinks::parquet::ParquetSinkConfig;
+use tidewater_sinks::{Limits, SinkComponent};
 
 mod check;
 mod document;
+#[cfg(feature = "amqp")]
 mod notify;
 #[cfg(test)]
 mod tests;
 
 pub use check::MAX_DURATION;
 use document::{deserialize_document, parse_document};
-use notify::default_binding_key;
+#[cfg(feature = "amqp")]
 pub use notify::NotifyConfig;
+/// `[notify]` in a build without `tidewater notify`.
+#[cfg(not(feature = "amqp"))]
+pub type NotifyConfig = NotBuilt;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -205,197 +215,48 @@ impl Default for BatchConfig {
     }
 }
 
-/// A sink, selected by its `type`.
+/// A sink, selected by its `type`: the registry of sink components. Each
+/// kind's keys, checks, build and health check live with its code in
+/// `tidewater-sinks`; adding a kind adds a variant here and its arm in
+/// [`SinkConfig::component`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
     Parquet(ParquetSinkConfig),
+    #[cfg(feature = "amqp")]
     Amqp(AmqpSinkConfig),
+    #[cfg(not(feature = "amqp"))]
+    Amqp(NotBuilt),
+    #[cfg(feature = "bigquery")]
     Bigquery(BigQuerySinkConfig),
+    #[cfg(not(feature = "bigquery"))]
+    Bigquery(NotBuilt),
 }
 
-/// `type = "bigquery"`: rows streamed into a BigQuery table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BigQuerySinkConfig {
-    pub project: String,
-    pub dataset: String,
-    /// May hold `{date}` and `{<STRING column>}` (one table per value).
-    pub table: String,
-    /// The table's BigQuery JSON schema; default: the pipeline's `schema`
-    /// (with its `[[columns]]`), as `tidewater schema --format bigquery` prints it.
-    #[serde(default)]
-    pub schema: Option<PathBuf>,
-    /// A service-account key file; default: Application Default Credentials.
-    #[serde(default)]
-    pub credentials: Option<PathBuf>,
-    /// REST base URL of an emulator (`http://127.0.0.1:9050`).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Storage Write API URL of an emulator (`http://127.0.0.1:9060`).
-    #[serde(default)]
-    pub storage_endpoint: Option<String>,
-    /// `insert_all` or `storage_write` (checked by `Config::load`, so that
-    /// a bad value is reported with its key: see [`BigQuerySinkConfig::api`]).
-    #[serde(default = "default_api", rename = "api")]
-    pub api_name: String,
-    #[serde(default)]
-    pub create_table: bool,
-    #[serde(default)]
-    pub update_schema: bool,
-    #[serde(default = "default_location")]
-    pub location: String,
-    /// Day partitioning of a created table; `""` for none.
-    #[serde(default = "default_partition_field")]
-    pub partition_field: String,
-    #[serde(default = "default_clustering")]
-    pub clustering: Vec<String>,
-    #[serde(default = "default_max_rows_per_request")]
-    pub max_rows_per_request: usize,
-    #[serde(default = "default_max_request_bytes", deserialize_with = "size")]
-    pub max_request_bytes: u64,
-    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
-    pub request_timeout: Duration,
-    /// Batches this sink sends at the same time.
-    #[serde(default = "default_bigquery_concurrency")]
-    pub concurrency: usize,
-}
-
-fn default_api() -> String {
-    "insert_all".into()
-}
-
-impl BigQuerySinkConfig {
-    /// The API named by `api`.
-    pub fn api(&self) -> Result<tidewater_sinks::bigquery::Api, String> {
-        match self.api_name.as_str() {
-            "insert_all" => Ok(tidewater_sinks::bigquery::Api::InsertAll),
-            "storage_write" => Ok(tidewater_sinks::bigquery::Api::StorageWrite),
-            other => Err(format!(
-                "expected \"insert_all\" or \"storage_write\", got {other:?}"
-            )),
+impl SinkConfig {
+    /// The component behind the `type`.
+    pub fn component(&self) -> &dyn SinkComponent {
+        match self {
+            SinkConfig::Parquet(c) => c,
+            #[cfg(feature = "amqp")]
+            SinkConfig::Amqp(c) => c,
+            #[cfg(feature = "bigquery")]
+            SinkConfig::Bigquery(c) => c,
+            #[cfg(any(not(feature = "amqp"), not(feature = "bigquery")))]
+            _ => unreachable!("a NotBuilt table never deserializes"),
         }
     }
 }
-fn default_location() -> String {
-    "US".into()
-}
-fn default_partition_field() -> String {
-    "timestamp".into()
-}
-fn default_clustering() -> Vec<String> {
-    vec!["namespace".into(), "pod".into(), "container".into()]
-}
-fn default_max_rows_per_request() -> usize {
-    10_000
-}
-fn default_max_request_bytes() -> u64 {
-    9_000_000
-}
-fn default_bigquery_concurrency() -> usize {
-    4
-}
 
-/// `type = "amqp"`: error events to RabbitMQ.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AmqpSinkConfig {
-    /// `amqp://user:password@host:5672/vhost` or `amqps://…` (never logged).
-    pub url: String,
-    pub exchange: String,
-    #[serde(default = "default_routing_key")]
-    pub routing_key: String,
-    /// Which records become events (see the README).
-    #[serde(default = "default_when")]
-    pub when: String,
-    /// Keys of the JSON body copied into each event.
-    #[serde(default)]
-    pub fields: Vec<String>,
-    /// Declare this durable queue (and `<queue>.dead`) bound with `binding_key`.
-    #[serde(default)]
-    pub queue: Option<String>,
-    #[serde(default = "default_binding_key")]
-    pub binding_key: String,
-    /// For `amqps://`: the PEM CA of the broker's certificate.
-    #[serde(default)]
-    pub tls_ca_file: Option<PathBuf>,
-    #[serde(default = "default_confirm_timeout", deserialize_with = "duration")]
-    pub confirm_timeout: Duration,
-}
+/// A component this build leaves out (`cargo build --no-default-features`):
+/// a table for it is refused when the file is loaded, naming the key.
+#[derive(Debug, Clone)]
+pub enum NotBuilt {}
 
-fn default_routing_key() -> String {
-    "{namespace}.{container}.{level}".into()
-}
-fn default_when() -> String {
-    "level >= \"error\"".into()
-}
-fn default_confirm_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-/// `type = "parquet"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ParquetSinkConfig {
-    pub url: String,
-    #[serde(default = "default_path_template")]
-    pub path_template: String,
-    #[serde(default = "default_zstd_level")]
-    pub zstd_level: i32,
-    /// Batches this sink writes at the same time.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// S3: an S3-compatible endpoint; GCS: an emulator's base URL.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// S3 region.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Allow a plain `http://` endpoint.
-    #[serde(default)]
-    pub allow_http: Option<bool>,
-    /// S3: virtual-hosted-style (`bucket.host`) rather than path-style requests.
-    #[serde(default)]
-    pub virtual_hosted_style: Option<bool>,
-    /// GCS: a service-account key file.
-    #[serde(default)]
-    pub credentials: Option<PathBuf>,
-    /// How long one request to the store may take.
-    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
-    pub request_timeout: Duration,
-    /// Multipart part size; smaller objects are one PUT.
-    #[serde(default = "default_part_size", deserialize_with = "size")]
-    pub part_size: u64,
-    /// Combine batches into objects of about this size.
-    #[serde(default, deserialize_with = "optional_size")]
-    pub target_file_size: Option<u64>,
-    /// Complete a combined object at most this long after its first batch.
-    #[serde(default, deserialize_with = "optional_duration")]
-    pub max_file_age: Option<Duration>,
-}
-
-impl ParquetSinkConfig {
-    /// How to reach the store, in the sinks crate's terms.
-    pub fn store_options(&self) -> tidewater_sinks::store::StoreOptions {
-        tidewater_sinks::store::StoreOptions {
-            endpoint: self.endpoint.clone(),
-            region: self.region.clone(),
-            allow_http: self.allow_http,
-            virtual_hosted_style: self.virtual_hosted_style,
-            credentials: self.credentials.clone(),
-            request_timeout: self.request_timeout,
-        }
-    }
-
-    /// `(target_file_size, max_file_age)` when batches are combined: either
-    /// key turns it on, and the other takes its default (128MiB, 5m).
-    pub fn rolling(&self) -> Option<(u64, Duration)> {
-        if self.target_file_size.is_none() && self.max_file_age.is_none() {
-            return None;
-        }
-        Some((
-            self.target_file_size.unwrap_or(128 << 20),
-            self.max_file_age.unwrap_or(Duration::from_secs(300)),
+impl<'de> Deserialize<'de> for NotBuilt {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "this tidewater was built without this component (cargo build --no-default-features); use a build with the default features",
         ))
     }
 }
@@ -442,31 +303,8 @@ fn default_max_bytes() -> u64 {
 fn default_max_age() -> Duration {
     Duration::from_secs(2)
 }
-fn default_path_template() -> String {
-    tidewater_sinks::parquet::DEFAULT_PATH_TEMPLATE.to_string()
-}
-fn default_zstd_level() -> i32 {
-    1
-}
-fn default_concurrency() -> usize {
-    2
-}
 fn default_true() -> bool {
     true
-}
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_part_size() -> u64 {
-    tidewater_sinks::parquet::DEFAULT_PART_SIZE as u64
-}
-
-fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
-}
-
-fn optional_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    size(d).map(Some)
 }
 
 /// Parse `"2s"`, `"500ms"`, `"1m 30s"`.
@@ -587,15 +425,24 @@ impl Config {
         out
     }
 
-    /// Each Parquet sink's share of `memory_limit` for its own buffers: the
-    /// half that is not for batches in flight, split evenly.
-    pub fn parquet_buffer_limit(&self) -> u64 {
-        let parquet_sinks = self
+    /// The share of `memory_limit` for the own buffers of each sink that
+    /// has them: the half that is not for batches in flight, split evenly.
+    pub fn sink_buffer_limit(&self) -> u64 {
+        let buffering = self
             .sinks
             .values()
-            .filter(|s| matches!(s, SinkConfig::Parquet(_)))
+            .filter(|s| s.component().buffers_in_memory())
             .count() as u64;
-        self.memory_limit / 2 / parquet_sinks.max(1)
+        self.memory_limit / 2 / buffering.max(1)
+    }
+
+    /// What each sink's keys are checked against.
+    pub fn sink_limits(&self) -> Limits {
+        Limits {
+            memory_limit: self.memory_limit,
+            buffer_limit: self.sink_buffer_limit(),
+            batch_max_age: self.batch.max_age,
+        }
     }
 }
 

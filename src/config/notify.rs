@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::check::*;
 use super::*;
+use tidewater_sinks::amqp::default_binding_key;
 
 /// `[notify]`: the Slack notifier (`tidewater notify`).
 #[derive(Debug, Clone, Deserialize)]
@@ -49,9 +50,6 @@ pub struct NotifyConfig {
     pub shutdown_timeout: Duration,
 }
 
-pub(super) fn default_binding_key() -> String {
-    "#".into()
-}
 fn default_group_window() -> Duration {
     Duration::from_secs(60)
 }

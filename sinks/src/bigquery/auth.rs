@@ -37,7 +37,7 @@ impl GcpAuth {
     pub async fn google(sink: &str, credentials: Option<&Path>) -> Result<Self, SinkError> {
         let config = |reason: String| SinkError::Config {
             sink: sink.to_string(),
-            key: "credentials",
+            key: "credentials".into(),
             reason,
         };
         let auth = match credentials {

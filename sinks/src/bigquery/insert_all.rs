@@ -17,7 +17,7 @@ use gcp_bigquery_client::Client;
 
 use super::error::{from_rest, http_status};
 use super::rows::RowEncoder;
-use super::{write_insert_id, BigQueryConfig, Sent};
+use super::{write_insert_id, Sent, Settings};
 use crate::{RejectedRow, SinkBatch, SinkError};
 
 const HEAD: &[u8] = br#"{"skipInvalidRows":true,"ignoreUnknownValues":false,"rows":["#;
@@ -48,13 +48,13 @@ impl Chunk {
 /// the async threads must not wait for), one request at a time.
 pub async fn send(
     client: &Client,
-    cfg: &BigQueryConfig,
+    cfg: &Settings,
     table: &str,
     batch: &SinkBatch,
     rows: &[usize],
 ) -> Sent {
     let mut sent = Sent::default();
-    let limits = (cfg.max_rows_per_request, cfg.max_request_bytes);
+    let limits = (cfg.keys.max_rows_per_request, cfg.keys.max_request_bytes());
     let mut rest: Vec<usize> = rows.to_vec();
     while !rest.is_empty() {
         let batch = batch.clone();
@@ -166,7 +166,7 @@ fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
 /// (the insertIds make the copies harmless).
 async fn request(
     client: &Client,
-    cfg: &BigQueryConfig,
+    cfg: &Settings,
     table: &str,
     chunk: Chunk,
     sent: &mut Sent,
@@ -175,8 +175,8 @@ async fn request(
     let resp = match client
         .tabledata()
         .insert_all_gzipped(
-            &cfg.project,
-            &cfg.dataset,
+            &cfg.keys.project,
+            &cfg.keys.dataset,
             table,
             TableDataInsertAllRequestGzipped::new(body),
         )
@@ -186,7 +186,10 @@ async fn request(
         Err(e) => {
             sent.table_missing = http_status(&e) == Some(404);
             return Err(from_rest(
-                &format!("insertAll into {}.{}.{table}", cfg.project, cfg.dataset),
+                &format!(
+                    "insertAll into {}.{}.{table}",
+                    cfg.keys.project, cfg.keys.dataset
+                ),
                 e,
             ));
         }

@@ -10,6 +10,7 @@
 //! offered again sends only what is missing.
 
 mod auth;
+mod config;
 mod error;
 mod insert_all;
 mod rows;
@@ -17,7 +18,6 @@ mod storage_write;
 mod table;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use gcp_bigquery_client::Client;
 
 use crate::{Delivery, HealthState, RejectedRow, Sink, SinkBatch, SinkError};
 use auth::GcpAuth;
+pub use config::BigQuerySinkConfig;
 use storage_write::StorageWriter;
 
 /// Google's REST endpoint.
@@ -49,38 +50,14 @@ pub enum Api {
     StorageWrite,
 }
 
-/// How to reach and shape the table.
+/// A sink's checked keys, with what was resolved from them.
 #[derive(Debug, Clone)]
-pub struct BigQueryConfig {
+pub(crate) struct Settings {
     /// The sink's name (`[sinks.<name>]`), for messages.
     pub name: String,
-    pub project: String,
-    pub dataset: String,
-    /// Table name; `{column}` is replaced per row by that STRING column's
-    /// value and `{date}` by the row's timestamp as `YYYYMMDD`, each reduced
-    /// to letters, digits and `_`.
-    pub table: String,
-    /// The table's columns, as a BigQuery JSON schema.
-    pub schema_json: String,
-    /// A service-account key file; `None`: Application Default Credentials,
-    /// or no credentials at all with an emulator `endpoint`.
-    pub credentials: Option<PathBuf>,
-    /// REST base URL (`/bigquery/v2` is appended); `None`: Google's.
-    pub endpoint: Option<String>,
-    /// Storage Write API URL; `None`: Google's.
-    pub storage_endpoint: Option<String>,
     pub api: Api,
-    pub create_table: bool,
-    pub update_schema: bool,
-    /// Where a created dataset lives.
-    pub location: String,
-    /// Day partitioning on this TIMESTAMP column for a created table.
-    pub partition_field: Option<String>,
-    /// Clustering columns for a created table.
-    pub clustering: Vec<String>,
-    pub max_rows_per_request: usize,
-    pub max_request_bytes: usize,
-    pub request_timeout: Duration,
+    /// `credentials` is relative to the base dir no more.
+    pub keys: BigQuerySinkConfig,
 }
 
 /// Tables remembered as created and checked, at most.
@@ -107,7 +84,7 @@ struct Progress {
 
 /// Delivers batches to a BigQuery table.
 pub struct BigQuerySink {
-    cfg: BigQueryConfig,
+    cfg: Settings,
     client: Client,
     fields: Vec<TableFieldSchema>,
     template: TableTemplate,
@@ -123,26 +100,30 @@ impl BigQuerySink {
     /// and check the table now: a table that cannot take the rows stops the
     /// start with the reason. An unreachable BigQuery does not (the check is
     /// repeated before the first delivery).
-    pub async fn connect(cfg: BigQueryConfig, schema: &SchemaRef) -> Result<Self, SinkError> {
+    async fn connect(
+        cfg: Settings,
+        schema_json: &str,
+        schema: &SchemaRef,
+    ) -> Result<Self, SinkError> {
         let config_error = |key: &'static str, reason: String| SinkError::Config {
             sink: cfg.name.clone(),
-            key,
+            key: key.to_string(),
             reason,
         };
-        let fields: Vec<TableFieldSchema> = serde_json::from_str(&cfg.schema_json)
+        let fields: Vec<TableFieldSchema> = serde_json::from_str(schema_json)
             .map_err(|e| config_error("schema", format!("not a BigQuery JSON schema: {e}")))?;
-        let template = TableTemplate::parse(&cfg.table, schema)
+        let template = TableTemplate::parse(&cfg.keys.table, schema)
             .map_err(|reason| config_error("table", reason))?;
-        let auth = match (&cfg.credentials, &cfg.endpoint) {
+        let auth = match (&cfg.keys.credentials, &cfg.keys.endpoint) {
             (None, Some(_)) => GcpAuth::Static("emulator".into()),
             (credentials, _) => GcpAuth::google(&cfg.name, credentials.as_deref()).await?,
         };
         let http = reqwest012::Client::builder()
-            .timeout(cfg.request_timeout)
+            .timeout(cfg.keys.request_timeout)
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| config_error("endpoint", format!("cannot build an HTTP client: {e}")))?;
-        let endpoint = cfg.endpoint.as_deref().unwrap_or(GOOGLE_ENDPOINT);
+        let endpoint = cfg.keys.endpoint.as_deref().unwrap_or(GOOGLE_ENDPOINT);
         let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
             .with_v2_base_url(format!("{}/bigquery/v2", endpoint.trim_end_matches('/')))
             .with_client(http)
@@ -153,13 +134,14 @@ impl BigQuerySink {
             Api::InsertAll => None,
             Api::StorageWrite => Some(StorageWriter::new(
                 &cfg.name,
-                cfg.storage_endpoint
+                cfg.keys
+                    .storage_endpoint
                     .as_deref()
                     .unwrap_or(storage_write::GOOGLE_ENDPOINT),
                 auth,
                 schema,
-                cfg.request_timeout,
-                cfg.max_request_bytes,
+                cfg.keys.request_timeout,
+                cfg.keys.max_request_bytes(),
             )?),
         };
         let sink = Self {
@@ -190,19 +172,19 @@ impl BigQuerySink {
         let Some(table) = self.template.fixed() else {
             return Ok(format!(
                 "{}.{} (tables named per row: {})",
-                self.cfg.project, self.cfg.dataset, self.cfg.table
+                self.cfg.keys.project, self.cfg.keys.dataset, self.cfg.keys.table
             ));
         };
         let t = self
             .client
             .table()
-            .get(&self.cfg.project, &self.cfg.dataset, table, None)
+            .get(&self.cfg.keys.project, &self.cfg.keys.dataset, table, None)
             .await
             .map_err(|e| error::from_rest(&format!("reading table {table}"), e))?;
         Ok(format!(
             "{}.{}.{table}: {} columns, {} rows",
-            self.cfg.project,
-            self.cfg.dataset,
+            self.cfg.keys.project,
+            self.cfg.keys.dataset,
             t.schema.fields.as_ref().map_or(0, Vec::len),
             t.num_rows.as_deref().unwrap_or("?")
         ))
@@ -235,7 +217,7 @@ impl BigQuerySink {
             Some(w) => {
                 let stream = format!(
                     "projects/{}/datasets/{}/tables/{table}/streams/_default",
-                    self.cfg.project, self.cfg.dataset
+                    self.cfg.keys.project, self.cfg.keys.dataset
                 );
                 w.send(&stream, batch, rows).await
             }
@@ -356,7 +338,7 @@ enum Part {
 }
 
 impl TableTemplate {
-    fn parse(template: &str, schema: &SchemaRef) -> Result<Self, String> {
+    fn parse(template: &str, schema: &arrow::datatypes::Schema) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut rest = template;
         while let Some(open) = rest.find('{') {

@@ -58,7 +58,7 @@ impl StorageWriter {
     ) -> Result<Self, SinkError> {
         let config = |reason: String| SinkError::Config {
             sink: sink.to_string(),
-            key: "storage_endpoint",
+            key: "storage_endpoint".into(),
             reason,
         };
         let mut ep = Channel::from_shared(endpoint.to_string())

@@ -19,20 +19,20 @@ use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
 use gcp_bigquery_client::Client;
 
 use super::error::{from_rest, http_status};
-use super::{Api, BigQueryConfig};
+use super::{Api, Settings};
 use crate::SinkError;
 
 /// Create (if allowed) and check the table `table` of the sink's dataset.
 pub async fn ensure(
     client: &Client,
-    cfg: &BigQueryConfig,
+    cfg: &Settings,
     table: &str,
     fields: &[TableFieldSchema],
 ) -> Result<(), SinkError> {
-    let (p, d) = (cfg.project.as_str(), cfg.dataset.as_str());
+    let (p, d) = (cfg.keys.project.as_str(), cfg.keys.dataset.as_str());
     let live = match client.table().get(p, d, table, None).await {
         Ok(t) => t,
-        Err(e) if http_status(&e) == Some(404) && cfg.create_table => {
+        Err(e) if http_status(&e) == Some(404) && cfg.keys.create_table => {
             create(client, cfg, table, fields).await?;
             return Ok(());
         }
@@ -52,7 +52,7 @@ pub async fn ensure(
     for w in &diff.warnings {
         tracing::warn!(sink = %cfg.name, table = %format!("{p}.{d}.{table}"), "{w}");
     }
-    if !diff.missing.is_empty() && cfg.update_schema && diff.errors.is_empty() {
+    if !diff.missing.is_empty() && cfg.keys.update_schema && diff.errors.is_empty() {
         let mut merged = live_fields;
         for f in &diff.missing {
             // BigQuery adds NULLABLE and REPEATED columns, never REQUIRED ones.
@@ -102,14 +102,14 @@ pub async fn ensure(
 
 async fn create(
     client: &Client,
-    cfg: &BigQueryConfig,
+    cfg: &Settings,
     table: &str,
     fields: &[TableFieldSchema],
 ) -> Result<(), SinkError> {
-    let (p, d) = (cfg.project.as_str(), cfg.dataset.as_str());
+    let (p, d) = (cfg.keys.project.as_str(), cfg.keys.dataset.as_str());
     match client
         .dataset()
-        .create(Dataset::new(p, d).location(&cfg.location))
+        .create(Dataset::new(p, d).location(&cfg.keys.location))
         .await
     {
         Ok(_) => {
@@ -119,17 +119,17 @@ async fn create(
         Err(e) => return Err(from_rest(&format!("creating dataset {p}.{d}"), e)),
     }
     let mut definition = Table::new(p, d, table, TableSchema::new(fields.to_vec()));
-    if let Some(field) = &cfg.partition_field {
+    if let Some(field) = cfg.keys.partition_field() {
         definition = definition.time_partitioning(TimePartitioning::per_day().field(field));
     }
-    if !cfg.clustering.is_empty() {
+    if !cfg.keys.clustering.is_empty() {
         definition = definition.clustering(Clustering {
-            fields: Some(cfg.clustering.clone()),
+            fields: Some(cfg.keys.clustering.clone()),
         });
     }
     match client.table().create(definition).await {
         Ok(_) => {
-            tracing::info!(sink = %cfg.name, table = %format!("{p}.{d}.{table}"), partition = ?cfg.partition_field, clustering = ?cfg.clustering, "created the table");
+            tracing::info!(sink = %cfg.name, table = %format!("{p}.{d}.{table}"), partition = ?cfg.keys.partition_field(), clustering = ?cfg.keys.clustering, "created the table");
             Ok(())
         }
         // Another sidecar created it meanwhile.

@@ -37,19 +37,20 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 
+mod config;
 mod object;
 mod roll;
+
+pub use config::{ParquetSinkConfig, DEFAULT_PATH_TEMPLATE};
 
 use object::{upload, Body};
 use roll::Roller;
 
-use crate::store::{self, Location, StoreOptions};
+use crate::component::SinkContext;
+use crate::store::{self, Location};
 use crate::{
     Backoff, Delivery, Durable, HealthState, KeyTemplate, RejectedRow, Sink, SinkBatch, SinkError,
 };
-
-/// The default key template: Hive-style date and hour, then namespace and pod.
-pub const DEFAULT_PATH_TEMPLATE: &str = "dt={dt}/hour={hour}/{namespace}/{pod}/{id}.parquet";
 
 /// Default multipart part size: objects up to this size go up in one PUT.
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
@@ -57,7 +58,8 @@ pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// S3's smallest part (other than the last).
 pub const MIN_PART_SIZE: usize = 5 << 20;
 
-/// The default `buffer_limit`: room for every buffer at its fastest size.
+/// A `buffer_limit` with room for every buffer at its fastest size.
+#[cfg(test)]
 const DEFAULT_BUFFER_LIMIT: usize = 128 << 20;
 
 /// Staging files open at once; opening one more completes the oldest.
@@ -105,55 +107,15 @@ impl Buffers {
     }
 }
 
-/// Settings of a Parquet sink.
+/// When to complete a combined object, resolved from the sink's keys.
 #[derive(Debug, Clone)]
-pub struct ParquetConfig {
-    /// `file://path`, `s3://bucket/prefix` or `gs://bucket/prefix`.
-    pub url: String,
-    /// How to reach the store (endpoint, region, credentials, timeouts).
-    pub store: StoreOptions,
-    /// Object key template, see [`KeyTemplate`].
-    pub path_template: String,
-    /// zstd level (1 is the measured sweet spot); 0 turns compression off.
-    pub zstd_level: i32,
-    /// Columns written without dictionary encoding or min/max statistics:
-    /// high-cardinality ones (messages, JSON bodies), where a dictionary and
-    /// byte-wise min/max comparisons cost CPU and help no query.
-    pub plain_columns: Vec<String>,
-    /// Multipart part size; an object up to this size is one PUT.
-    pub part_size: usize,
-    /// Combine batches into larger objects; `None`: one object per batch.
-    pub rolling: Option<Rolling>,
-    /// Bytes the sink may hold in its own buffers (row groups of staging
-    /// files, upload parts); smaller buffers and fewer uploads at once when
-    /// it is small. Batches handed to the sink are budgeted by the caller.
-    pub buffer_limit: usize,
-}
-
-/// When to complete a combined object.
-#[derive(Debug, Clone)]
-pub struct Rolling {
+pub(crate) struct Rolling {
     /// Complete an object once its file reaches this size.
     pub target_file_size: u64,
     /// Complete an object this long after its first batch, whatever its size.
     pub max_file_age: Duration,
     /// Where staging files live (inside the data dir; emptied at start-up).
     pub staging_dir: PathBuf,
-}
-
-impl Default for ParquetConfig {
-    fn default() -> Self {
-        Self {
-            url: "file://lake".into(),
-            store: StoreOptions::default(),
-            path_template: DEFAULT_PATH_TEMPLATE.into(),
-            zstd_level: 1,
-            plain_columns: Vec::new(),
-            part_size: DEFAULT_PART_SIZE,
-            rolling: None,
-            buffer_limit: DEFAULT_BUFFER_LIMIT,
-        }
-    }
 }
 
 /// What every write needs: where to, under which keys, how to encode.
@@ -175,23 +137,24 @@ pub struct ParquetSink {
 }
 
 impl ParquetSink {
-    /// Open the destination and check the template against `schema`.
+    /// Open the destination and check the template against the schema.
     /// Contacts nothing: an unreachable store shows up as failed deliveries.
-    pub fn new(
-        name: &str,
-        config: &ParquetConfig,
-        schema: &arrow::datatypes::SchemaRef,
-        base_dir: &FsPath,
+    /// `config` has passed its checks ([`ParquetSinkConfig`]).
+    fn new(
+        config: &ParquetSinkConfig,
+        cx: &SinkContext<'_>,
+        rolling: Option<Rolling>,
     ) -> Result<Self, SinkError> {
+        let name = cx.name;
         let config_err = |key: &'static str, reason: String| SinkError::Config {
             sink: name.to_string(),
-            key,
+            key: key.to_string(),
             reason,
         };
         let template = KeyTemplate::parse(&config.path_template)
             .map_err(|r| config_err("path_template", r))?;
         template
-            .check_schema(schema)
+            .check_schema(cx.schema)
             .map_err(|r| config_err("path_template", r))?;
         let compression = match config.zstd_level {
             0 => Compression::UNCOMPRESSED,
@@ -199,45 +162,29 @@ impl ParquetSink {
                 ZstdLevel::try_new(level).map_err(|e| config_err("zstd_level", e.to_string()))?,
             ),
         };
-        if config.part_size < MIN_PART_SIZE {
-            return Err(config_err(
-                "part_size",
-                format!(
-                    "expected at least 5MiB (S3's smallest part), got {} bytes",
-                    config.part_size
-                ),
-            ));
-        }
         let mut props = WriterProperties::builder()
             .set_compression(compression)
             .set_max_row_group_row_count(Some(1 << 20));
-        for column in &config.plain_columns {
+        for column in cx.plain_columns {
             props = props
-                .set_column_dictionary_enabled(column.as_str().into(), false)
-                .set_column_statistics_enabled(column.as_str().into(), EnabledStatistics::None);
+                .set_column_dictionary_enabled((*column).into(), false)
+                .set_column_statistics_enabled((*column).into(), EnabledStatistics::None);
         }
-        let location = store::open(name, &config.url, &config.store, base_dir)?;
+        let location = store::open(name, &config.url, &config.store_options(), cx.base_dir)?;
+        let part_size = config.part_bytes();
         let target = Arc::new(Target {
             name: name.to_string(),
             location,
             template,
-            schema: Arc::clone(schema),
+            schema: Arc::clone(cx.schema),
             props: props.build(),
-            part_size: config.part_size,
-            buffers: Buffers::within(config.buffer_limit, config.part_size),
+            part_size,
+            buffers: Buffers::within(cx.buffer_limit, part_size),
             health: HealthState::default(),
         });
-        let roller = match &config.rolling {
+        let roller = match rolling {
             None => None,
-            Some(rolling) => {
-                if rolling.target_file_size == 0 || rolling.max_file_age.is_zero() {
-                    return Err(config_err(
-                        "target_file_size",
-                        "target_file_size and max_file_age must be more than 0".into(),
-                    ));
-                }
-                Some(Arc::new(Roller::new(Arc::clone(&target), rolling.clone())?))
-            }
+            Some(rolling) => Some(Arc::new(Roller::new(Arc::clone(&target), rolling)?)),
         };
         tracing::info!(
             sink = name,

@@ -11,12 +11,11 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::ObjectStore;
 
+use crate::config::Invalid;
 use crate::SinkError;
 
 /// How to reach an object store, beyond its URL. Every field is optional:
@@ -93,10 +92,10 @@ pub fn open(
 ) -> Result<Location, SinkError> {
     let config_err = |key: &'static str, reason: String| SinkError::Config {
         sink: sink.to_string(),
-        key,
+        key: key.to_string(),
         reason,
     };
-    check(sink, url, options)?;
+    check(url, options).map_err(|invalid| SinkError::config(sink, invalid))?;
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(config_err("url", format!("{url:?} is not a URL")));
     };
@@ -120,64 +119,8 @@ pub fn open(
                 display: format!("file://{}", dir.display()),
             })
         }
-        "s3" | "gs" => {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let prefix = Path::parse(prefix.trim_matches('/'))
-                .map_err(|e| config_err("url", format!("invalid prefix: {e}")))?;
-            let client = client_options(options);
-            let retry = retry_config(options.request_timeout);
-            let store: Arc<dyn ObjectStore> = if scheme == "s3" {
-                let mut b = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_client_options(client)
-                    .with_retry(retry);
-                if let Some(endpoint) = &options.endpoint {
-                    b = b.with_endpoint(endpoint);
-                }
-                if let Some(region) = &options.region {
-                    b = b.with_region(region);
-                }
-                if let Some(allow) = options.allow_http {
-                    b = b.with_allow_http(allow);
-                }
-                if let Some(virtual_hosted) = options.virtual_hosted_style {
-                    b = b.with_virtual_hosted_style_request(virtual_hosted);
-                }
-                Arc::new(b.build().map_err(|e| config_err("url", redact(&e)))?)
-            } else {
-                let mut b = GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_client_options(client)
-                    .with_retry(retry);
-                if let Some(endpoint) = &options.endpoint {
-                    b = b.with_base_url(endpoint);
-                }
-                if let Some(path) = &options.credentials {
-                    let path = base_dir.join(path);
-                    if !path.is_file() {
-                        return Err(config_err(
-                            "credentials",
-                            format!("no service-account key file at {}", path.display()),
-                        ));
-                    }
-                    b = b.with_service_account_path(path.to_string_lossy());
-                }
-                Arc::new(
-                    b.build()
-                        .map_err(|e| config_err("credentials", redact(&e)))?,
-                )
-            };
-            let display = if prefix.as_ref().is_empty() {
-                format!("{scheme}://{bucket}")
-            } else {
-                format!("{scheme}://{bucket}/{prefix}")
-            };
-            Ok(Location {
-                store,
-                prefix,
-                display,
-            })
-        }
+        "s3" | "gs" => open_cloud(scheme, rest, options, base_dir)
+            .map_err(|(key, reason)| config_err(key, reason)),
         other => Err(config_err(
             "url",
             format!("unsupported scheme {other:?}: expected file://, s3:// or gs://"),
@@ -187,12 +130,8 @@ pub fn open(
 
 /// Check `url` and the options that go with it, without building or
 /// contacting anything (`tidewater validate` runs this).
-pub fn check(sink: &str, url: &str, options: &StoreOptions) -> Result<(), SinkError> {
-    let config_err = |key: &'static str, reason: String| SinkError::Config {
-        sink: sink.to_string(),
-        key,
-        reason,
-    };
+pub fn check(url: &str, options: &StoreOptions) -> Result<(), Invalid> {
+    let config_err = |key: &'static str, reason: String| Invalid::new(key, reason);
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(config_err(
             "url",
@@ -255,6 +194,8 @@ pub fn check(sink: &str, url: &str, options: &StoreOptions) -> Result<(), SinkEr
             }
             Ok(())
         }
+        "s3" if !cfg!(feature = "s3") => Err(config_err("url", not_built("s3"))),
+        "gs" if !cfg!(feature = "gcs") => Err(config_err("url", not_built("gcs"))),
         "s3" | "gs" => {
             let bucket = rest.split('/').next().unwrap_or_default();
             if bucket.is_empty() {
@@ -272,36 +213,24 @@ pub fn check(sink: &str, url: &str, options: &StoreOptions) -> Result<(), SinkEr
     }
 }
 
-fn client_options(options: &StoreOptions) -> ClientOptions {
-    let mut client = ClientOptions::new()
-        .with_timeout(options.request_timeout)
-        .with_connect_timeout(options.request_timeout.min(Duration::from_secs(10)));
-    if let Some(allow) = options.allow_http {
-        client = client.with_allow_http(allow);
-    }
-    client
+/// A store that could not be built: the key to blame and why.
+type BuildError = (&'static str, String);
+
+#[cfg(any(feature = "s3", feature = "gcs"))]
+mod cloud;
+#[cfg(any(feature = "s3", feature = "gcs"))]
+use cloud::open as open_cloud;
+
+/// Without any cloud feature, an `s3://` or `gs://` URL never passes
+/// [`check`]; this only keeps `open` whole.
+#[cfg(not(any(feature = "s3", feature = "gcs")))]
+fn open_cloud(scheme: &str, _: &str, _: &StoreOptions, _: &FsPath) -> Result<Location, BuildError> {
+    Err(("url", not_built(scheme)))
 }
 
-/// object_store's own retries cover a blip inside one request; a longer
-/// outage surfaces quickly as an error, so the sink is reported as failing
-/// and the pipeline's own backoff (without end) takes over.
-fn retry_config(request_timeout: Duration) -> RetryConfig {
-    RetryConfig {
-        backoff: BackoffConfig::default(),
-        max_retries: 3,
-        retry_timeout: request_timeout.max(Duration::from_secs(10)),
-    }
-}
-
-/// A builder error's text. object_store's builder errors name keys and
-/// URLs, never secret values, but a key file's content must never be echoed:
-/// cut anything after a `{`, where a JSON body would start.
-fn redact(e: &object_store::Error) -> String {
-    let text = e.to_string();
-    match text.find('{') {
-        Some(i) => format!("{} (details withheld)", text[..i].trim_end()),
-        None => text,
-    }
+/// Why a URL this build cannot write to is refused.
+fn not_built(feature: &str) -> String {
+    format!("this tidewater was built without the {feature:?} feature (cargo build --no-default-features); use a build with it")
 }
 
 /// Whether an object-store error can go away by itself (an outage, a

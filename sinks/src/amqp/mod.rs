@@ -13,8 +13,6 @@
 //! the sink declare it (`queue`), so events wait in the broker for
 //! `tidewater notify` even before it starts.
 
-use std::time::Duration;
-
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::TimestampMicrosecondType;
 use async_trait::async_trait;
@@ -25,39 +23,20 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
+mod config;
+
+pub use config::{check_name, default_binding_key, AmqpSinkConfig};
+
 use crate::event::{fingerprint, ErrorEvent};
 use crate::when::Condition;
 use crate::{Delivery, HealthState, RejectedRow, Sink, SinkBatch, SinkError};
 
-/// Settings of an AMQP sink.
-#[derive(Debug, Clone)]
-pub struct AmqpConfig {
-    /// `amqp://user:password@host:5672/vhost` or `amqps://…` (never logged).
-    pub url: String,
-    /// A durable topic exchange, declared if missing.
-    pub exchange: String,
-    /// Routing key template: `{namespace}`, `{container}`, `{pod}`,
-    /// `{node}`, `{level}`; dots inside values become `_`.
-    pub routing_key: String,
-    /// Which records become events.
-    pub when: Condition,
-    /// Keys of the JSON body copied into the event's `fields`.
-    pub fields: Vec<String>,
-    /// A durable queue to declare and bind (`binding_key`), so events are
-    /// kept before any consumer runs.
-    pub queue: Option<String>,
-    pub binding_key: String,
-    /// For `amqps://`: a PEM file of the CA that signed the broker's
-    /// certificate (else the system's roots).
-    pub tls_ca_file: Option<std::path::PathBuf>,
-    /// How long to wait for the broker's confirms of one batch.
-    pub confirm_timeout: Duration,
-}
-
 /// Publishes error events; see the module documentation.
 pub struct AmqpSink {
     name: String,
-    config: AmqpConfig,
+    /// Checked, with `tls_ca_file` resolved.
+    config: AmqpSinkConfig,
+    when: Condition,
     /// The connection and its confirm-mode channel; `None` until connected,
     /// and again after a failure.
     link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
@@ -65,29 +44,19 @@ pub struct AmqpSink {
 }
 
 impl AmqpSink {
-    /// Check the settings; connects on the first batch.
-    pub fn new(name: &str, config: AmqpConfig) -> Result<Self, SinkError> {
-        let config_err = |key: &'static str, reason: String| SinkError::Config {
+    /// Connects on the first batch. `config` has passed its checks
+    /// ([`AmqpSinkConfig`]).
+    fn new(name: &str, config: AmqpSinkConfig) -> Result<Self, SinkError> {
+        let when = Condition::parse(&config.when).map_err(|e| SinkError::Config {
             sink: name.to_string(),
-            key,
-            reason,
-        };
-        if !(config.url.starts_with("amqp://") || config.url.starts_with("amqps://")) {
-            return Err(config_err(
-                "url",
-                format!(
-                    "expected amqp://… or amqps://…, got {}",
-                    redact_url(&config.url)
-                ),
-            ));
-        }
-        if config.exchange.is_empty() {
-            return Err(config_err("exchange", "must not be empty".into()));
-        }
+            key: "when".into(),
+            reason: e.to_string(),
+        })?;
         tracing::info!(sink = name, broker = %redact_url(&config.url), exchange = %config.exchange, "amqp sink ready");
         Ok(Self {
             name: name.to_string(),
             config,
+            when,
             link: tokio::sync::Mutex::new(None),
             health: HealthState::default(),
         })
@@ -123,7 +92,7 @@ impl AmqpSink {
                 "stream" => get(stream, row),
                 _ => None,
             };
-            if !self.config.when.matches(value) {
+            if !self.when.matches(value) {
                 continue;
             }
             let text = get(message, row).unwrap_or_default();
@@ -225,7 +194,7 @@ impl AmqpSink {
 
 async fn publish_on(
     channel: &Channel,
-    config: &AmqpConfig,
+    config: &AmqpSinkConfig,
     events: &[(usize, ErrorEvent, String)],
 ) -> Result<Vec<RejectedRow>, SinkError> {
     let amqp = |what: &str, e: lapin::Error| SinkError::Amqp(format!("{what}: {e}"));

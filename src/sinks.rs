@@ -1,0 +1,97 @@
+//! The configured sinks: built from their components for `run`, and probed
+//! for `validate --connect`. Only the [`SinkComponent`] trait is known here;
+//! each kind's keys, checks and health check live with its code in
+//! `tidewater-sinks`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tidewater_sinks::{Sink, SinkComponent, SinkContext, SinkError};
+
+use crate::config::Config;
+use crate::schema::TableSchema;
+
+/// Columns of the bundled schema that are nearly unique per row: Parquet
+/// dictionaries only cost CPU there (measured in BENCHMARKS.md).
+const PLAIN_COLUMNS: &[&str] = &[
+    "timestamp",
+    "observed_timestamp",
+    "message",
+    "fields",
+    "offset",
+    "parse_error",
+];
+
+/// A built sink and how many batches it takes at once.
+pub type Built = (Arc<dyn Sink>, usize);
+
+/// Build every sink of `config`, in name order. A sink that cannot work
+/// (a bad key, a BigQuery table that cannot take the rows) stops the start
+/// with the sink's name; an unreachable destination does not.
+pub async fn build(
+    config: &Config,
+    schema: &TableSchema,
+    base_dir: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<Vec<Built>> {
+    let arrow = schema.arrow();
+    let bigquery_schema = schema.to_bigquery_json();
+    let buffer_limit = usize::try_from(config.sink_buffer_limit()).unwrap_or(usize::MAX);
+    let mut sinks = Vec::new();
+    for (name, sink) in &config.sinks {
+        let component = sink.component();
+        let cx = SinkContext {
+            name,
+            schema: &arrow,
+            bigquery_schema: &bigquery_schema,
+            plain_columns: PLAIN_COLUMNS,
+            base_dir,
+            data_dir,
+            buffer_limit,
+        };
+        let built = component.build(&cx).await.map_err(|e| named(name, e))?;
+        sinks.push((built, component.concurrency()));
+    }
+    Ok(sinks)
+}
+
+/// `tidewater validate --connect`: reach every sink's destination (list it,
+/// read a table's definition, log in to a broker) without writing anything
+/// and without touching a running instance's data dir.
+pub async fn probe(
+    config: &Config,
+    base_dir: &Path,
+) -> anyhow::Result<Vec<(String, Result<String, SinkError>)>> {
+    let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
+    let arrow = schema.arrow();
+    let bigquery_schema = schema.to_bigquery_json();
+    let buffer_limit = usize::try_from(config.sink_buffer_limit()).unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    for (name, sink) in &config.sinks {
+        let component: &dyn SinkComponent = sink.component();
+        let cx = SinkContext {
+            name,
+            schema: &arrow,
+            bigquery_schema: &bigquery_schema,
+            plain_columns: PLAIN_COLUMNS,
+            base_dir,
+            data_dir: Path::new(""),
+            buffer_limit,
+        };
+        let timeout = component.healthcheck_timeout();
+        let result = match tokio::time::timeout(timeout, component.healthcheck(&cx)).await {
+            Ok(result) => result,
+            Err(_) => Err(SinkError::Task(format!("no answer within {timeout:?}"))),
+        };
+        out.push((name.clone(), result));
+    }
+    Ok(out)
+}
+
+/// A build error that names its sink: a config error names it already.
+fn named(name: &str, e: SinkError) -> anyhow::Error {
+    match e {
+        SinkError::Config { .. } => e.into(),
+        other => anyhow::Error::new(other).context(format!("sinks.{name}")),
+    }
+}
