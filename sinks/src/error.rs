@@ -1,3 +1,6 @@
+//! [`SinkError`]: what can go wrong in a sink, and whether retrying can help
+//! ([`SinkError::is_permanent`]). Messages never contain credentials.
+
 use thiserror::Error;
 
 /// What went wrong in a sink. Messages never contain credentials.
