@@ -20,7 +20,7 @@ use crate::config::{BatchConfig, ExtraColumn};
 use crate::parse::body::{rfc3339_micros, Scalar};
 use crate::parse::{Flags, Record};
 use crate::schema::TableSchema;
-use crate::source::{FileId, FileMeta};
+use crate::file::{FileId, FileMeta};
 
 /// A finished batch and what it covers.
 #[derive(Debug)]

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::source::fingerprint::{Head, Inode};
-use crate::source::FileId;
+use crate::file::{Head, Inode};
+use crate::file::FileId;
 
 /// The checkpoint file's name inside the data dir.
 pub const FILE_NAME: &str = "checkpoints.json";

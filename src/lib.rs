@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dead_letter;
 pub mod deliver;
+pub mod file;
 pub mod health;
 pub mod memory;
 pub mod metrics;

@@ -10,7 +10,6 @@
 //! common path allocates nothing per line.
 
 pub mod body;
-pub mod k8s;
 
 use std::borrow::Cow;
 

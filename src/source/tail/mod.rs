@@ -31,12 +31,10 @@ use tokio::sync::mpsc;
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{Checkpoints, Entry};
 use crate::config::{ReadFrom, TailConfig};
+use crate::file::{FileId, FileMeta, Head, Inode, K8sMeta, HEAD_BYTES};
 use crate::lock;
 use crate::memory::MemoryBudget;
-use crate::parse::k8s::K8sMeta;
 use crate::parse::{FileParser, Flags, Record};
-use crate::source::fingerprint::{Head, Inode, HEAD_BYTES};
-use crate::source::{FileId, FileMeta};
 use crate::stats::SourceStats;
 
 mod read;
