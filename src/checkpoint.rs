@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::file::{Head, Inode};
 use crate::file::FileId;
+use crate::file::{Head, Inode};
 
 /// The checkpoint file's name inside the data dir.
 pub const FILE_NAME: &str = "checkpoints.json";

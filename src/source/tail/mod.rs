@@ -30,15 +30,17 @@ use tokio::sync::mpsc;
 
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{Checkpoints, Entry};
-use crate::config::{ReadFrom, TailConfig};
 use crate::file::{FileId, FileMeta, Head, Inode, K8sMeta, HEAD_BYTES};
 use crate::lock;
 use crate::memory::MemoryBudget;
 use crate::parse::{FileParser, Flags, Record};
 use crate::stats::SourceStats;
 
+pub mod config;
 mod read;
 mod rotation;
+
+pub use config::{ReadFrom, TailConfig};
 
 use read::finish_file;
 use rotation::Waiting;
