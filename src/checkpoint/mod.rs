@@ -7,17 +7,19 @@
 //! reused inode is not mistaken for the old file.
 //!
 //! The file `<data_dir>/checkpoints.json` is replaced atomically: written to a
-//! temporary file, fsynced, renamed over the old one, and the directory fsynced.
+//! temporary file, fsynced, renamed over the old one, and the directory
+//! fsynced. [`FileStatus`] compares an entry with the file on disk now
+//! (`tidewater status`, the lag in `/metrics`).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::file::FileId;
-use crate::file::{Head, Inode};
+use crate::file::{FileId, Head, Inode};
 
 /// The checkpoint file's name inside the data dir.
 pub const FILE_NAME: &str = "checkpoints.json";
@@ -50,6 +52,46 @@ impl Entry {
             hash: self.head_hash,
         }
     }
+
+    /// This entry compared with the file on disk now.
+    pub fn on_disk(&self) -> FileStatus {
+        let (size, state) = match std::fs::metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {
+                let state = if m.len() > self.offset {
+                    "reading"
+                } else {
+                    "done"
+                };
+                (Some(m.len()), state)
+            }
+            Ok(_) => (None, "replaced"),
+            Err(_) => (None, "missing"),
+        };
+        FileStatus {
+            source: self.source.clone(),
+            path: self.path.display().to_string(),
+            committed: self.offset,
+            size,
+            lag: size.map(|s| s.saturating_sub(self.offset)),
+            state,
+        }
+    }
+}
+
+/// One file of the checkpoint, compared with the disk.
+#[derive(Debug, Serialize)]
+pub struct FileStatus {
+    pub source: String,
+    pub path: String,
+    /// Bytes delivered to every sink and checkpointed.
+    pub committed: u64,
+    /// The file's size now, when the path still holds the same file.
+    pub size: Option<u64>,
+    /// `size - committed`: on disk, not yet delivered.
+    pub lag: Option<u64>,
+    /// `reading`, `done` (lag 0), `replaced` (the path is another file now:
+    /// rotated), or `missing`.
+    pub state: &'static str,
 }
 
 #[derive(Serialize, Deserialize)]
