@@ -30,12 +30,13 @@ use tidewater_sinks::{Sink, SinkBatch};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::ack::AckTracker;
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{self, Checkpoints};
 use crate::config::{BigQuerySinkConfig, Config, ParquetSinkConfig, SinkConfig, SourceConfig};
-use crate::deliver::{Dispatched, Queue, Staged, Worker, LOG_EVERY};
+use crate::deliver::{Dispatched, Queue, Staged, Worker};
 use crate::health::Health;
 use crate::lock;
 use crate::memory::MemoryBudget;
@@ -297,36 +298,15 @@ impl Pipeline {
         });
 
         // Checkpoint writer: every `checkpoint_interval` until told to stop.
-        let writer_store = Arc::clone(&checkpoints);
-        let interval = self.config.checkpoint_interval;
-        let stop_writer = Arc::new(tokio::sync::Notify::new());
-        let writer_stop = Arc::clone(&stop_writer);
-        let checkpoint_writer = critical.spawn("checkpoint writer", async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing_since: Option<Instant> = None;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = writer_stop.notified() => return Ok(()),
-                }
-                match save(&writer_store).await {
-                    Ok(()) => {
-                        if failing_since.take().is_some() {
-                            tracing::info!("the checkpoint is written again");
-                        }
-                    }
-                    Err(e) => {
-                        // Logged when it starts failing, then at most every LOG_EVERY.
-                        let log = failing_since.is_none_or(|t| t.elapsed() >= LOG_EVERY);
-                        if log {
-                            failing_since = Some(Instant::now());
-                            tracing::error!(error = %format!("{e:#}"), "cannot write the checkpoint; will retry");
-                        }
-                    }
-                }
-            }
-        });
+        let stop_writer = CancellationToken::new();
+        let checkpoint_writer = critical.spawn(
+            "checkpoint writer",
+            checkpoint::writer::run(
+                Arc::clone(&checkpoints),
+                self.config.checkpoint_interval,
+                stop_writer.clone(),
+            ),
+        );
 
         let drain = async {
             for r in readers {
@@ -377,7 +357,7 @@ impl Pipeline {
             // A signal arrived.
             if deadline.is_some() {
                 tracing::warn!("second signal: exiting now without draining");
-                let _ = save(&checkpoints).await;
+                let _ = checkpoint::writer::save(&checkpoints).await;
                 std::process::exit(130);
             }
             tracing::info!(timeout = ?self.config.shutdown_timeout, "stopping: draining in-flight batches");
@@ -386,11 +366,11 @@ impl Pipeline {
         };
         shutdown.store(true, Ordering::Relaxed);
         // No periodic write may still be running when the final one starts.
-        stop_writer.notify_one();
+        stop_writer.cancel();
         let _ = checkpoint_writer.await;
         // What is committed was acknowledged by every sink: it is safe to
         // keep even when a task died.
-        let saved = save(&checkpoints)
+        let saved = checkpoint::writer::save(&checkpoints)
             .await
             .context("writing the final checkpoint");
         match ending {
@@ -524,26 +504,6 @@ fn describe_probe(p: &Probe) -> String {
         "reachable: {} holds {} Parquet objects, {} bytes{newest}",
         p.destination, p.objects, p.bytes
     )
-}
-
-/// Write the checkpoint if it changed. Writes are serialised, and each takes
-/// its snapshot inside the serialisation, so a newer state is never
-/// overwritten by an older one.
-async fn save(store: &Arc<Mutex<Checkpoints>>) -> anyhow::Result<()> {
-    static WRITING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _writing = WRITING.lock().await;
-    let (path, changes) = {
-        let mut s = lock(store);
-        (s.path().to_path_buf(), s.take_changes())
-    };
-    if let Some(files) = changes {
-        let written = tokio::task::spawn_blocking(move || checkpoint::write(&path, files)).await?;
-        if let Err(e) = written {
-            lock(store).mark_dirty();
-            return Err(e.into());
-        }
-    }
-    Ok(())
 }
 
 /// One process per data dir: two would overwrite each other's checkpoints.
