@@ -4,6 +4,12 @@
 //! Data flows one way — [`source`] → [`parse`] → [`batch`] → sinks
 //! (`tidewater-sinks`) — and acknowledgements flow back through [`ack`] to
 //! [`checkpoint`]; [`pipeline`] wires the stages together.
+//!
+//! Imports between these modules form no cycle (`scripts/check-imports.py`
+//! checks it): the types several stages share are in leaves ([`file`] for
+//! file identity, [`shutdown`] for the one way a stop travels), each
+//! component owns its configuration type and its checks, and [`config`],
+//! the registry of named components, imports them, never the reverse.
 
 pub mod ack;
 pub mod api;
