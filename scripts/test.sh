@@ -7,6 +7,8 @@
 # 2. Services: the local S3 and GCS stand-ins (moto, fake-gcs-server), which
 #    the integration tests start on free loopback ports.
 # 3. The tests: cargo nextest if installed, else cargo test.
+# Before all that, scripts/check-imports.py checks that the top-level modules
+# of src/ import each other without cycles.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,6 +20,12 @@ PYTHON_FOR_VENV=${PYTHON:-python3}
 
 say() { printf 'test.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+
+# --- 0. No import cycles in src/ ---------------------------------------------
+if ! imports=$("$PYTHON_FOR_VENV" scripts/check-imports.py 2>&1); then
+  printf '%s\n' "$imports" >&2
+  die "src/ has an import cycle between top-level modules (scripts/check-imports.py)"
+fi
 
 # --- 1. Python venv with pyarrow ----------------------------------------------
 make_venv() {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::checkpoint::Checkpoints;
-use crate::source::FileId;
+use crate::file::FileId;
 
 /// Identifies a batch inside the pipeline.
 pub type BatchId = u64;

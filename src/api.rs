@@ -1,7 +1,9 @@
 //! The HTTP endpoint: `GET /healthz` (liveness) and `GET /readyz`
 //! (readiness), each a JSON body naming what is failing and since when
 //! (see [`crate::health`]), 200 when all is well, 503 otherwise; and
-//! `GET /metrics` for Prometheus (see [`crate::metrics`]).
+//! `GET /metrics` for Prometheus (see [`crate::metrics`]). Configured by
+//! `[api]` ([`ApiConfig`]): an address the operator chose must work; the
+//! default one may be taken, and then tidewater runs without the endpoint.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,11 +13,39 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{ApiConfig, DEFAULT_API_ADDRESS};
 use crate::health::Health;
 use crate::metrics::Metrics;
+
+/// `[api]`: the HTTP endpoint (`/healthz`, `/readyz`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// `host:port`; port 0 picks a free port (logged at start-up). When not
+    /// set and the default port is taken, tidewater runs without the endpoint.
+    #[serde(default)]
+    pub address: Option<std::net::SocketAddr>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: None,
+        }
+    }
+}
+
+/// The API's address when none is configured.
+pub const DEFAULT_API_ADDRESS: &str = "0.0.0.0:8686";
+
+fn default_enabled() -> bool {
+    true
+}
 
 /// What the handlers read.
 #[derive(Clone)]

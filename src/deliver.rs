@@ -25,7 +25,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tidewater_sinks::{Backoff, Delivery, RejectedRow, Sink, SinkBatch};
 use tokio::sync::mpsc;
@@ -35,11 +34,7 @@ use crate::ack::{AckTracker, BatchId};
 use crate::lock;
 use crate::memory::Reservation;
 use crate::stats::SinkStats;
-use crate::tasks::Critical;
-
-/// A failing batch is logged at most this often (every attempt is counted
-/// in the sink's health state).
-pub const LOG_EVERY: Duration = Duration::from_secs(5);
+use crate::tasks::{Critical, LOG_EVERY};
 
 /// A batch on its way to the sinks.
 pub struct Dispatched {

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::checkpoint::{Checkpoints, Entry};
-use crate::source::FileId;
+use crate::file::FileId;
 use crate::stats::Stats;
 use crate::tasks::Critical;
 

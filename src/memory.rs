@@ -5,19 +5,16 @@
 //! (delivered, staged into its own buffers, or dead-lettered). When the sinks
 //! fall behind, the reservations are not returned, the next reservation
 //! waits, and the reader stops reading: the log file is the buffer, and
-//! memory stays bounded however long a sink stalls.
+//! memory stays bounded however long a sink stalls. A waiting reader
+//! gives up as soon as the pipeline's shutdown token is cancelled.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// Reservations are counted in KiB, so that a u32 of permits covers any budget.
 const UNIT: u64 = 1024;
-
-/// How often a waiting reader looks at the shutdown flag.
-const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
 
 /// Bytes that batches in flight may take, shared by every reader.
 #[derive(Debug)]
@@ -47,12 +44,16 @@ impl MemoryBudget {
     }
 
     /// Block the calling reader thread (not a runtime thread) until `bytes`
-    /// fit in the budget; `None` if `shutdown` is set while waiting (the
-    /// batch is then not delivered, and read again on the next start). A
-    /// batch larger than the whole budget waits until nothing else is in
+    /// fit in the budget; `None` if `shutdown` is cancelled while waiting
+    /// (the batch is then not delivered, and read again on the next start).
+    /// A batch larger than the whole budget waits until nothing else is in
     /// flight, then takes all of it (and says so: the batch limits are too
     /// large for `memory_limit`).
-    pub fn reserve_blocking(&self, bytes: usize, shutdown: &AtomicBool) -> Option<Reservation> {
+    pub fn reserve_blocking(
+        &self,
+        bytes: usize,
+        shutdown: &CancellationToken,
+    ) -> Option<Reservation> {
         let wanted = (bytes as u64).div_ceil(UNIT);
         if wanted > u64::from(self.total_units) {
             tracing::warn!(
@@ -64,19 +65,16 @@ impl MemoryBudget {
         let units = u32::try_from(wanted)
             .unwrap_or(u32::MAX)
             .clamp(1, self.total_units);
-        loop {
-            let acquire = Arc::clone(&self.permits).acquire_many_owned(units);
-            let waited = self
-                .runtime
-                .block_on(async { tokio::time::timeout(SHUTDOWN_CHECK, acquire).await });
-            match waited {
+        let acquire = Arc::clone(&self.permits).acquire_many_owned(units);
+        self.runtime.block_on(async {
+            tokio::select! {
+                // Room that is there now is taken even when stopping.
+                biased;
                 // The semaphore is never closed, so acquiring only waits.
-                Ok(Ok(permit)) => return Some(Reservation { _permit: permit }),
-                Ok(Err(_)) => return None,
-                Err(_) if shutdown.load(Relaxed) => return None,
-                Err(_) => {}
+                permit = acquire => permit.ok().map(|p| Reservation { _permit: p }),
+                () = shutdown.cancelled() => None,
             }
-        }
+        })
     }
 
     /// Reserve `bytes` if they fit now, without waiting (tests hold
@@ -122,11 +120,11 @@ mod tests {
     fn a_reader_waits_until_batches_in_flight_are_released() {
         let rt = runtime();
         let budget = Arc::new(MemoryBudget::new(100 * 1024, rt.handle().clone()));
-        let running = Arc::new(AtomicBool::new(false));
+        let running = CancellationToken::new();
         let first = budget.reserve_blocking(60 * 1024, &running).expect("fits");
         assert_eq!(budget.reserved(), 60 * 1024);
         let (tx, rx) = std::sync::mpsc::channel();
-        let (b, r) = (Arc::clone(&budget), Arc::clone(&running));
+        let (b, r) = (Arc::clone(&budget), running.clone());
         let waiter = std::thread::spawn(move || {
             let reservation = b.reserve_blocking(60 * 1024, &r);
             tx.send(()).expect("send");
@@ -152,11 +150,11 @@ mod tests {
     fn a_waiting_reader_gives_up_on_shutdown() {
         let rt = runtime();
         let budget = MemoryBudget::new(100 * 1024, rt.handle().clone());
-        let shutdown = AtomicBool::new(false);
+        let shutdown = CancellationToken::new();
         let _held = budget
             .reserve_blocking(100 * 1024, &shutdown)
             .expect("fits");
-        shutdown.store(true, Relaxed);
+        shutdown.cancel();
         assert!(budget.reserve_blocking(1024, &shutdown).is_none());
     }
 
@@ -165,7 +163,7 @@ mod tests {
         let rt = runtime();
         let budget = MemoryBudget::new(64 * 1024, rt.handle().clone());
         let big = budget
-            .reserve_blocking(1 << 20, &AtomicBool::new(false))
+            .reserve_blocking(1 << 20, &CancellationToken::new())
             .expect("fits alone");
         assert_eq!(budget.permits.available_permits(), 0);
         drop(big);

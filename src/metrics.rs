@@ -138,7 +138,7 @@ impl Metrics {
             let size = open
                 .get(&(entry.dev, entry.ino))
                 .copied()
-                .or_else(|| crate::status::file_status(entry).size);
+                .or_else(|| entry.on_disk().size);
             let Some(size) = size else { continue };
             let lag = size.saturating_sub(entry.offset);
             *per_source.entry(entry.source.clone()).or_default() += lag;

@@ -13,16 +13,19 @@
 //! tracker then commits offsets in file order. On SIGTERM/SIGINT the readers
 //! stop, open batches are flushed and delivered up to `shutdown_timeout`, and
 //! the checkpoint is written; a second signal exits at once.
+//!
+//! This module only wires: the data dir's lock is [`crate::data_dir`], the
+//! checkpoint writer [`crate::checkpoint::writer`], the delivery policy
+//! [`crate::deliver`], and the stop travels through one
+//! [`CancellationToken`] tree ([`crate::shutdown`]).
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use tidewater_sinks::{Sink, SinkBatch};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -30,12 +33,13 @@ use crate::ack::AckTracker;
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{self, Checkpoints};
 use crate::config::{Config, SourceConfig};
-use crate::deliver::{Dispatched, Queue, Staged, Worker, LOG_EVERY};
+use crate::deliver::{Dispatched, Queue, Staged, Worker};
 use crate::health::Health;
 use crate::lock;
 use crate::memory::MemoryBudget;
 use crate::metrics::{Metrics, QueueDepth};
 use crate::schema::TableSchema;
+use crate::shutdown::{CancellationToken, StopSignals};
 use crate::source::tail::{Tail, TailContext};
 use crate::stats::Stats;
 use crate::tasks::Critical;
@@ -75,7 +79,7 @@ impl Pipeline {
         let data_dir = base_dir.join(&config.data_dir);
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("data_dir: cannot create {}", data_dir.display()))?;
-        let Some(lock) = lock_data_dir(&data_dir, config.lock_wait)? else {
+        let Some(lock) = crate::data_dir::lock(&data_dir, config.lock_wait)? else {
             return Ok(None);
         };
         let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
@@ -104,7 +108,12 @@ impl Pipeline {
             self.sinks.len(),
             Arc::clone(&checkpoints),
         )));
-        let shutdown = Arc::new(AtomicBool::new(false));
+        // One token tree carries the stop. `stopping` is cancelled by the
+        // first signal (the readers stop and the drain starts) or at the
+        // end; `stopped`, its parent, only at the end: the checkpoint
+        // writer keeps writing through the drain.
+        let stopped = CancellationToken::new();
+        let stopping = stopped.child_token();
         let memory = Arc::new(MemoryBudget::new(
             self.config.memory_limit / 2,
             tokio::runtime::Handle::current(),
@@ -145,7 +154,7 @@ impl Pipeline {
                 checkpoints: Arc::clone(&checkpoints),
                 stats: stats.source(name),
                 memory: Arc::clone(&memory),
-                shutdown: Arc::clone(&shutdown),
+                shutdown: stopping.clone(),
                 once,
             };
             let reader_failed = critical.clone();
@@ -245,37 +254,15 @@ impl Pipeline {
             Ok(())
         });
 
-        // Checkpoint writer: every `checkpoint_interval` until told to stop.
-        let writer_store = Arc::clone(&checkpoints);
-        let interval = self.config.checkpoint_interval;
-        let stop_writer = Arc::new(tokio::sync::Notify::new());
-        let writer_stop = Arc::clone(&stop_writer);
-        let checkpoint_writer = critical.spawn("checkpoint writer", async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing_since: Option<Instant> = None;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = writer_stop.notified() => return Ok(()),
-                }
-                match save(&writer_store).await {
-                    Ok(()) => {
-                        if failing_since.take().is_some() {
-                            tracing::info!("the checkpoint is written again");
-                        }
-                    }
-                    Err(e) => {
-                        // Logged when it starts failing, then at most every LOG_EVERY.
-                        let log = failing_since.is_none_or(|t| t.elapsed() >= LOG_EVERY);
-                        if log {
-                            failing_since = Some(Instant::now());
-                            tracing::error!(error = %format!("{e:#}"), "cannot write the checkpoint; will retry");
-                        }
-                    }
-                }
-            }
-        });
+        // Checkpoint writer: every `checkpoint_interval` until the end.
+        let checkpoint_writer = critical.spawn(
+            "checkpoint writer",
+            checkpoint::writer::run(
+                Arc::clone(&checkpoints),
+                self.config.checkpoint_interval,
+                stopped.clone(),
+            ),
+        );
 
         let drain = async {
             for r in readers {
@@ -307,16 +294,14 @@ impl Pipeline {
         };
         tokio::pin!(drain);
 
-        let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let mut signals = StopSignals::listen()?;
         let mut deadline: Option<Instant> = None;
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let ending = loop {
             tokio::select! {
                 _ = &mut drain => break Ok(Ending::Drained),
                 failure = failures.first() => break Err(failure),
-                _ = sigterm.recv() => {}
-                _ = sigint.recv() => {}
+                () = signals.recv() => {}
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
                     let in_flight = lock(&tracker).in_flight();
                     tracing::warn!(in_flight, "shutdown deadline passed; undelivered batches will be read again on the next start");
@@ -326,20 +311,20 @@ impl Pipeline {
             // A signal arrived.
             if deadline.is_some() {
                 tracing::warn!("second signal: exiting now without draining");
-                let _ = save(&checkpoints).await;
+                let _ = checkpoint::writer::save(&checkpoints).await;
                 std::process::exit(130);
             }
             tracing::info!(timeout = ?self.config.shutdown_timeout, "stopping: draining in-flight batches");
-            shutdown.store(true, Ordering::Relaxed);
+            stopping.cancel();
             deadline = Some(Instant::now() + self.config.shutdown_timeout);
         };
-        shutdown.store(true, Ordering::Relaxed);
-        // No periodic write may still be running when the final one starts.
-        stop_writer.notify_one();
+        // Everything stops; no periodic write may still be running when the
+        // final one starts.
+        stopped.cancel();
         let _ = checkpoint_writer.await;
         // What is committed was acknowledged by every sink: it is safe to
         // keep even when a task died.
-        let saved = save(&checkpoints)
+        let saved = checkpoint::writer::save(&checkpoints)
             .await
             .context("writing the final checkpoint");
         match ending {
@@ -350,90 +335,3 @@ impl Pipeline {
         }
     }
 }
-
-/// Write the checkpoint if it changed. Writes are serialised, and each takes
-/// its snapshot inside the serialisation, so a newer state is never
-/// overwritten by an older one.
-async fn save(store: &Arc<Mutex<Checkpoints>>) -> anyhow::Result<()> {
-    static WRITING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _writing = WRITING.lock().await;
-    let (path, changes) = {
-        let mut s = lock(store);
-        (s.path().to_path_buf(), s.take_changes())
-    };
-    if let Some(files) = changes {
-        let written = tokio::task::spawn_blocking(move || checkpoint::write(&path, files)).await?;
-        if let Err(e) = written {
-            lock(store).mark_dirty();
-            return Err(e.into());
-        }
-    }
-    Ok(())
-}
-
-/// One process per data dir: two would overwrite each other's checkpoints.
-/// Waits up to `wait` for another process to release it; `None` if a stop
-/// signal comes meanwhile (the caller blocks the thread it runs on, so the
-/// signals are watched by a task on the runtime's workers).
-fn lock_data_dir(data_dir: &Path, wait: Duration) -> anyhow::Result<Option<std::fs::File>> {
-    let path = data_dir.join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("data_dir: cannot open {}", path.display()))?;
-    let started = std::time::Instant::now();
-    let mut stop: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> = None;
-    let locked = loop {
-        match file.try_lock() {
-            Ok(()) => break Ok(Some(file)),
-            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
-                let (stopped, _) = match &stop {
-                    Some(s) => s,
-                    None => {
-                        tracing::info!(data_dir = %data_dir.display(), lock_wait = ?wait, "data_dir is in use by another tidewater process; waiting for it to exit");
-                        stop.insert(watch_stop_signals()?)
-                    }
-                };
-                if stopped.load(Ordering::Relaxed) {
-                    break Ok(None);
-                }
-                std::thread::sleep(LOCK_POLL);
-            }
-            Err(std::fs::TryLockError::WouldBlock) => break Err(anyhow::anyhow!(
-                "data_dir {} is in use by another tidewater process (lock file {}; waited {:?}, see lock_wait)",
-                data_dir.display(),
-                path.display(),
-                wait
-            )),
-            Err(std::fs::TryLockError::Error(e)) => {
-                break Err(e).with_context(|| format!("data_dir: cannot lock {}", path.display()))
-            }
-        }
-    };
-    // `run` listens for the signals from here on.
-    if let Some((_, watcher)) = stop {
-        watcher.abort();
-    }
-    locked
-}
-
-/// A flag set by the first SIGTERM or SIGINT, and the task that sets it.
-fn watch_stop_signals() -> anyhow::Result<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> {
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let stopped = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stopped);
-    let task = tokio::spawn(async move {
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = sigint.recv() => {}
-        }
-        flag.store(true, Ordering::Relaxed);
-    });
-    Ok((stopped, task))
-}
-
-/// How often a start waiting for the data dir's lock tries again.
-const LOCK_POLL: Duration = Duration::from_millis(200);

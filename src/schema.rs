@@ -4,14 +4,76 @@
 //! schema of every batch (and so the Parquet files) is derived from it here,
 //! and later the BigQuery table. Typed columns declared in the config
 //! (`[[columns]]`) are appended when the file lacks them.
+//!
+//! The typed columns are configured here too ([`ExtraColumn`]), with their
+//! checks: columns that passed [`check_columns`] have distinct, non-empty
+//! names and keys.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
+use tidewater_sinks::config::Invalid;
 
-use crate::config::{ExtraColumn, ExtraType};
+/// `[[columns]]`: a typed column filled from a key of the JSON body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ExtraType,
+    /// The JSON key to read; defaults to `name`.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+impl ExtraColumn {
+    /// The JSON key this column is read from.
+    pub fn key(&self) -> &str {
+        self.from.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Types an extracted column can have (BigQuery's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ExtraType {
+    String,
+    Integer,
+    Float,
+    Boolean,
+    Timestamp,
+}
+
+/// The `columns` array's checks that serde cannot make; keys are
+/// `columns[<i>].<key>`, relative to the top level where `columns` is.
+pub fn check_columns(columns: &[ExtraColumn]) -> Result<(), Invalid> {
+    for (i, c) in columns.iter().enumerate() {
+        if c.name.is_empty() {
+            return Err(Invalid::new(
+                format!("columns[{i}].name"),
+                "must not be empty",
+            ));
+        }
+        if columns[..i].iter().any(|o| o.name == c.name) {
+            return Err(Invalid::new(
+                format!("columns[{i}].name"),
+                format!("{:?} is declared twice", c.name),
+            ));
+        }
+        if c.from.as_deref() == Some("") {
+            return Err(Invalid::new(
+                format!("columns[{i}].from"),
+                format!(
+                    "must not be empty (leave it out to read the key {:?})",
+                    c.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// The bundled schema of container log records.
 pub const CONTAINER_LOG: &str = include_str!("../schemas/container_log.json");

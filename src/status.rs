@@ -2,31 +2,17 @@
 //!
 //! Reads the checkpoint (never writes it, so it is safe beside a running
 //! process) and compares each committed offset with the file as it is now:
-//! the lag is what is on disk but not yet delivered to every sink.
+//! the lag is what is on disk but not yet delivered to every sink. The
+//! comparison itself is [`Entry::on_disk`], which `/metrics` uses too: the
+//! runtime never depends on this module, which is the CLI's.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
+pub use crate::checkpoint::FileStatus;
 use crate::checkpoint::{Checkpoints, Entry, FILE_NAME};
-
-/// One file of the checkpoint, compared with the disk.
-#[derive(Debug, Serialize)]
-pub struct FileStatus {
-    pub source: String,
-    pub path: String,
-    /// Bytes delivered to every sink and checkpointed.
-    pub committed: u64,
-    /// The file's size now, when the path still holds the same file.
-    pub size: Option<u64>,
-    /// `size - committed`: on disk, not yet delivered.
-    pub lag: Option<u64>,
-    /// `reading`, `done` (lag 0), `replaced` (the path is another file now:
-    /// rotated), or `missing`.
-    pub state: &'static str,
-}
 
 /// The whole report.
 #[derive(Debug, Serialize)]
@@ -54,7 +40,7 @@ pub fn status(data_dir: &Path) -> anyhow::Result<Status> {
         .map(|d| d.as_secs());
     let mut files: Vec<FileStatus> = Checkpoints::read(data_dir)?
         .iter()
-        .map(file_status)
+        .map(Entry::on_disk)
         .collect();
     files.sort_by(|a, b| (&a.source, &a.path).cmp(&(&b.source, &b.path)));
     let total_lag = files.iter().filter_map(|f| f.lag).sum();
@@ -64,30 +50,6 @@ pub fn status(data_dir: &Path) -> anyhow::Result<Status> {
         files,
         total_lag,
     })
-}
-
-/// One checkpoint entry compared with the file on disk now.
-pub fn file_status(entry: &Entry) -> FileStatus {
-    let (size, state) = match std::fs::metadata(&entry.path) {
-        Ok(m) if m.dev() == entry.dev && m.ino() == entry.ino => {
-            let state = if m.len() > entry.offset {
-                "reading"
-            } else {
-                "done"
-            };
-            (Some(m.len()), state)
-        }
-        Ok(_) => (None, "replaced"),
-        Err(_) => (None, "missing"),
-    };
-    FileStatus {
-        source: entry.source.clone(),
-        path: entry.path.display().to_string(),
-        committed: entry.offset,
-        size,
-        lag: size.map(|s| s.saturating_sub(entry.offset)),
-        state,
-    }
 }
 
 /// The report as a table for a person.

@@ -7,13 +7,22 @@
 //! then stops with a non-zero exit and a message naming the task, instead of
 //! running on with a stage missing (a dead worker stalls its sink's queue; a
 //! dead checkpoint writer only writes at shutdown).
+//!
+//! A task that keeps failing and retrying (a sink worker, the checkpoint
+//! writer) logs it at most every [`LOG_EVERY`].
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+/// A failure that repeats (a batch a sink keeps refusing, a checkpoint that
+/// cannot be written) is logged at most this often; every attempt is still
+/// counted (the sink's health state, `/metrics`).
+pub const LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Spawns critical tasks and collects the first failure among them.
 #[derive(Clone)]

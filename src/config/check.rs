@@ -67,68 +67,15 @@ impl Config {
                 "must not be empty (leave it out for the bundled schema)",
             ));
         }
-        for (i, c) in self.columns.iter().enumerate() {
-            if c.name.is_empty() {
-                return Err(bad(format!("columns[{i}].name"), "must not be empty"));
-            }
-            if self.columns[..i].iter().any(|o| o.name == c.name) {
-                return Err(bad(
-                    format!("columns[{i}].name"),
-                    format!("{:?} is declared twice", c.name),
-                ));
-            }
-            if c.from.as_deref() == Some("") {
-                return Err(bad(
-                    format!("columns[{i}].from"),
-                    format!(
-                        "must not be empty (leave it out to read the key {:?})",
-                        c.name
-                    ),
-                ));
-            }
-        }
+        crate::schema::check_columns(&self.columns).map_err(Bad::from)?;
         for (name, source) in &self.sources {
             let SourceConfig::Tail(tail) = source;
-            let key = |k: &str| format!("sources.{name}.{k}");
-            if tail.include.is_empty() {
-                return Err(bad(key("include"), "expected at least one glob"));
-            }
-            for (k, globs) in [("include", &tail.include), ("exclude", &tail.exclude)] {
-                for g in globs {
-                    if g.is_empty() {
-                        return Err(bad(key(k), "an empty glob matches nothing"));
-                    }
-                    if let Err(e) = glob::Pattern::new(g) {
-                        return Err(bad(key(k), format!("{g:?} is not a valid glob: {e}")));
-                    }
-                }
-            }
-            if tail.max_line_bytes < 64 {
-                return Err(bad(key("max_line_bytes"), "expected at least 64 bytes"));
-            }
-            positive_duration(
-                &key("glob_interval"),
-                tail.glob_interval,
-                "0s would re-scan the globs without pause",
-            )?;
-            positive_duration(
-                &key("rotate_wait"),
-                tail.rotate_wait,
-                "0s would close a rotated file the moment it is read to its end, while the writer may still be adding its last lines",
-            )?;
-            if tail.max_rotated_files == 0 {
-                return Err(bad(
-                    key("max_rotated_files"),
-                    "expected at least 1 (a rotated file must be kept open to be read to its end)",
-                ));
-            }
+            tail.check()
+                .map_err(|e| Bad::from(e.under(&format!("sources.{name}"))))?;
         }
-        if self.batch.max_rows == 0 {
-            return Err(bad("batch.max_rows", "expected at least 1"));
-        }
-        if self.batch.max_bytes == 0 {
-            return Err(bad("batch.max_bytes", "expected more than 0 bytes"));
-        }
+        self.batch
+            .check()
+            .map_err(|e| Bad::from(e.under("batch")))?;
         if self.memory_limit < MIN_MEMORY_LIMIT {
             return Err(bad(
                 "memory_limit",
@@ -149,11 +96,6 @@ impl Config {
                 ),
             ));
         }
-        positive_duration(
-            "batch.max_age",
-            self.batch.max_age,
-            "an open batch is flushed when it is this old",
-        )?;
         let limits = self.sink_limits();
         for (name, sink) in &self.sinks {
             sink.component()
@@ -199,6 +141,7 @@ pub(super) fn bad(key: impl Into<String>, message: impl Into<String>) -> Bad {
     }
 }
 
+/// A component's own check (keys already prefixed with its table).
 impl From<Invalid> for Bad {
     fn from(invalid: Invalid) -> Self {
         bad(invalid.key, invalid.message)

@@ -8,7 +8,6 @@
 //! expected.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,6 +33,14 @@ pub use notify::NotifyConfig;
 /// `[notify]` in a build without `tidewater notify`.
 #[cfg(not(feature = "amqp"))]
 pub type NotifyConfig = NotBuilt;
+
+// Each component owns its configuration; these are re-exported so that the
+// whole file's types can be named from one place (`config::TailConfig`).
+pub use crate::api::{ApiConfig, DEFAULT_API_ADDRESS};
+pub use crate::batch::BatchConfig;
+pub use crate::parse::Format;
+pub use crate::schema::{ExtraColumn, ExtraType};
+pub use crate::source::tail::{ReadFrom, TailConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -78,141 +85,11 @@ pub struct Config {
     pub notify: Option<NotifyConfig>,
 }
 
-/// `[api]`: the HTTP endpoint (`/healthz`, `/readyz`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiConfig {
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// `host:port`; port 0 picks a free port (logged at start-up). When not
-    /// set and the default port is taken, tidewater runs without the endpoint.
-    #[serde(default)]
-    pub address: Option<std::net::SocketAddr>,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            address: None,
-        }
-    }
-}
-
-/// The API's address when none is configured.
-pub const DEFAULT_API_ADDRESS: &str = "0.0.0.0:8686";
-
-/// A typed column filled from a key of the JSON body.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExtraColumn {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub ty: ExtraType,
-    /// The JSON key to read; defaults to `name`.
-    #[serde(default)]
-    pub from: Option<String>,
-}
-
-impl ExtraColumn {
-    /// The JSON key this column is read from.
-    pub fn key(&self) -> &str {
-        self.from.as_deref().unwrap_or(&self.name)
-    }
-}
-
-/// Types an extracted column can have (BigQuery's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ExtraType {
-    String,
-    Integer,
-    Float,
-    Boolean,
-    Timestamp,
-}
-
 /// A source, selected by its `type`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     Tail(TailConfig),
-}
-
-/// `type = "tail"`: follow files matching globs.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TailConfig {
-    pub include: Vec<String>,
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    #[serde(default)]
-    pub format: Format,
-    #[serde(default)]
-    pub read_from: ReadFrom,
-    /// Longer lines are cut to this length and flagged `truncated`.
-    #[serde(default = "default_max_line_bytes", deserialize_with = "size")]
-    pub max_line_bytes: u64,
-    /// How often the globs are re-evaluated (inotify wakes it sooner).
-    #[serde(default = "default_glob_interval", deserialize_with = "duration")]
-    pub glob_interval: Duration,
-    /// How long a rotated or deleted file is kept open after its last growth.
-    #[serde(default = "default_rotate_wait", deserialize_with = "duration")]
-    pub rotate_wait: Duration,
-    /// Rotated (renamed away or deleted) files kept open at most; past it a
-    /// rotated file read to its end is closed before `rotate_wait`, and a
-    /// new file waits until one is (the log files stay the buffer).
-    #[serde(default = "default_max_rotated_files")]
-    pub max_rotated_files: usize,
-}
-
-/// How the lines of a file are framed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    /// containerd / CRI-O: `<time> <stream> <P|F> <body>`.
-    #[default]
-    Cri,
-    /// Docker json-file: `{"log":..,"stream":..,"time":..}`.
-    Docker,
-    /// One JSON object per line.
-    Json,
-    /// Plain text.
-    Text,
-    /// Decided line by line from what the line looks like.
-    Auto,
-}
-
-/// Where reading starts in a file seen for the first time at start-up.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReadFrom {
-    #[default]
-    Beginning,
-    End,
-}
-
-/// When an open batch is flushed: whichever limit is reached first.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchConfig {
-    #[serde(default = "default_max_rows")]
-    pub max_rows: usize,
-    /// Bytes of input lines in one batch.
-    #[serde(default = "default_max_bytes", deserialize_with = "size")]
-    pub max_bytes: u64,
-    #[serde(default = "default_max_age", deserialize_with = "duration")]
-    pub max_age: Duration,
-}
-
-impl Default for BatchConfig {
-    fn default() -> Self {
-        Self {
-            max_rows: default_max_rows(),
-            max_bytes: default_max_bytes(),
-            max_age: default_max_age(),
-        }
-    }
 }
 
 /// A sink, selected by its `type`: the registry of sink components. Each
@@ -271,21 +148,6 @@ fn default_lock_wait() -> Duration {
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
 }
-fn default_max_line_bytes() -> u64 {
-    1 << 20
-}
-fn default_glob_interval() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_max_rotated_files() -> usize {
-    32
-}
-fn default_rotate_wait() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_max_rows() -> usize {
-    10_000
-}
 /// The default `memory_limit`: large enough that the default batch and
 /// sink settings run at full speed (BENCHMARKS.md).
 pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
@@ -295,16 +157,6 @@ pub const MIN_MEMORY_LIMIT: u64 = 32 << 20;
 
 fn default_memory_limit() -> u64 {
     DEFAULT_MEMORY_LIMIT
-}
-
-fn default_max_bytes() -> u64 {
-    8 << 20
-}
-fn default_max_age() -> Duration {
-    Duration::from_secs(2)
-}
-fn default_true() -> bool {
-    true
 }
 
 /// Parse `"2s"`, `"500ms"`, `"1m 30s"`.
@@ -392,16 +244,8 @@ impl Config {
         let mut out = Vec::new();
         for (name, source) in &self.sources {
             let SourceConfig::Tail(tail) = source;
-            for pattern in &tail.include {
-                let full = base_dir.join(pattern);
-                let matched = glob::glob(&full.to_string_lossy())
-                    .map(|paths| paths.flatten().next().is_some())
-                    .unwrap_or(false);
-                if !matched {
-                    out.push(format!(
-                        "sources.{name}.include: {pattern:?} matches no file yet (files that appear later are picked up)"
-                    ));
-                }
+            for warning in tail.warnings(base_dir) {
+                out.push(warning.under(&format!("sources.{name}")).to_string());
             }
         }
         // The data dir, or the nearest existing parent it would be made in,
@@ -443,18 +287,5 @@ impl Config {
             buffer_limit: self.sink_buffer_limit(),
             batch_max_age: self.batch.max_age,
         }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            Format::Cri => "cri",
-            Format::Docker => "docker",
-            Format::Json => "json",
-            Format::Text => "text",
-            Format::Auto => "auto",
-        };
-        f.write_str(s)
     }
 }

@@ -9,7 +9,9 @@
 //! queue. A lost broker connection is re-established with backoff (unacked
 //! messages are redelivered by the broker). SIGTERM/SIGINT: stop consuming,
 //! hand held messages back, finish the post in progress (up to
-//! `shutdown_timeout`) and exit 0.
+//! `shutdown_timeout`) and exit 0. The stop reaches the consumer, the
+//! hand-over to the poster and the reconnect backoff through one
+//! [`CancellationToken`].
 
 pub mod group;
 pub mod slack;
@@ -26,11 +28,11 @@ use serde::Serialize;
 use tidewater_sinks::amqp::{declare_queue, open_connection, redact_url};
 use tidewater_sinks::event::ErrorEvent;
 use tidewater_sinks::Backoff;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::NotifyConfig;
+use crate::shutdown::{CancellationToken, StopSignals};
 use group::{Grouper, Post};
 use slack::{Outcome, Webhook};
 
@@ -85,22 +87,19 @@ pub async fn run(config: NotifyConfig) -> anyhow::Result<Summary> {
     };
     let webhook = Webhook::new(url)?;
     let counters = Arc::new(Counters::default());
-    let (stop_tx, stop) = watch::channel(false);
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let stop = CancellationToken::new();
+    let mut signals = StopSignals::listen()?;
+    let on_signal = stop.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = sigint.recv() => {}
-        }
+        signals.recv().await;
         tracing::info!("stopping: handing held messages back and finishing the post in progress");
-        let _ = stop_tx.send(true);
+        on_signal.cancel();
     });
 
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
-        match session(&config, &webhook, &counters, stop.clone()).await {
+        match session(&config, &webhook, &counters, &stop).await {
             Ok(()) => break,
             Err(e) => {
                 if started.elapsed() > std::time::Duration::from_secs(30) {
@@ -108,10 +107,9 @@ pub async fn run(config: NotifyConfig) -> anyhow::Result<Summary> {
                 }
                 let delay = backoff.next_delay();
                 tracing::warn!(broker = %redact_url(&config.url), error = %format!("{e:#}"), retry_in = ?delay, "broker connection lost; reconnecting");
-                let mut stop = stop.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|s| *s) => break,
+                    () = stop.cancelled() => break,
                 }
             }
         }
@@ -124,7 +122,7 @@ async fn session(
     config: &NotifyConfig,
     webhook: &Webhook,
     counters: &Arc<Counters>,
-    mut stop: watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let connection = open_connection(
         &config.url,
@@ -172,8 +170,6 @@ async fn session(
         usize::from(config.prefetch).div_ceil(2),
     );
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
-    // The select below borrows `stop`; a hand-over waits on its own copy.
-    let mut stop_handover = stop.clone();
     let result = loop {
         tokio::select! {
             delivery = consumer.next() => {
@@ -186,7 +182,7 @@ async fn session(
                     Ok(event) => {
                         Counters::add(&counters.events, 1);
                         if let Some(post) = grouper.add(event, delivery.acker, Instant::now()) {
-                            match hand_over(&posts, post, &mut stop_handover).await {
+                            match hand_over(&posts, post, stop).await {
                                 Handed::Yes => {}
                                 Handed::Stopping => break Ok(()),
                                 Handed::PosterGone => break Err(anyhow::anyhow!("the poster stopped")),
@@ -203,7 +199,7 @@ async fn session(
             _ = tick.tick() => {
                 let mut outcome = Handed::Yes;
                 for post in grouper.due(Instant::now()) {
-                    outcome = hand_over(&posts, post, &mut stop_handover).await;
+                    outcome = hand_over(&posts, post, stop).await;
                     if !matches!(outcome, Handed::Yes) {
                         break;
                     }
@@ -214,7 +210,7 @@ async fn session(
                     Handed::PosterGone => break Err(anyhow::anyhow!("the poster stopped")),
                 }
             }
-            _ = stop.wait_for(|s| *s) => break Ok(()),
+            () = stop.cancelled() => break Ok(()),
         }
     };
     // Held messages go back to the queue for the next consumer.
@@ -263,11 +259,11 @@ enum Handed {
 async fn hand_over(
     posts: &mpsc::Sender<Post<Acker>>,
     post: Post<Acker>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Handed {
     tokio::select! {
         sent = posts.send(post) => if sent.is_ok() { Handed::Yes } else { Handed::PosterGone },
-        _ = stop.wait_for(|s| *s) => Handed::Stopping,
+        () = stop.cancelled() => Handed::Stopping,
     }
 }
 

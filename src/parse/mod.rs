@@ -10,14 +10,14 @@
 //! common path allocates nothing per line.
 
 pub mod body;
-pub mod k8s;
+mod format;
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::config::Format;
 use body::{rfc3339_micros, Scalar};
+pub use format::Format;
 
 /// Per-record quality flags, stored as the `flags` list column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

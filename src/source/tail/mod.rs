@@ -21,26 +21,26 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{Checkpoints, Entry};
-use crate::config::{ReadFrom, TailConfig};
+use crate::file::{FileId, FileMeta, Head, Inode, K8sMeta, HEAD_BYTES};
 use crate::lock;
 use crate::memory::MemoryBudget;
-use crate::parse::k8s::K8sMeta;
 use crate::parse::{FileParser, Flags, Record};
-use crate::source::fingerprint::{Head, Inode, HEAD_BYTES};
-use crate::source::{FileId, FileMeta};
 use crate::stats::SourceStats;
 
+pub mod config;
 mod read;
 mod rotation;
+
+pub use config::{ReadFrom, TailConfig};
 
 use read::finish_file;
 use rotation::Waiting;
@@ -63,7 +63,10 @@ pub struct TailContext {
     pub stats: Arc<SourceStats>,
     /// Batches in flight wait for room here.
     pub memory: Arc<MemoryBudget>,
-    pub shutdown: Arc<AtomicBool>,
+    /// Cancelled when the pipeline stops: the reader hands over what it
+    /// built and returns (checked between blocks and while waiting for
+    /// memory).
+    pub shutdown: CancellationToken,
     /// Read every file to its end once, then stop.
     pub once: bool,
 }
@@ -182,7 +185,7 @@ impl Tail {
         let mut last_scan = Instant::now();
         let mut last_check = Instant::now();
         while !self.closed {
-            if self.cx.shutdown.load(Ordering::Relaxed) {
+            if self.cx.shutdown.is_cancelled() {
                 break;
             }
             let mut read_any = false;

@@ -7,17 +7,23 @@
 //! reused inode is not mistaken for the old file.
 //!
 //! The file `<data_dir>/checkpoints.json` is replaced atomically: written to a
-//! temporary file, fsynced, renamed over the old one, and the directory fsynced.
+//! temporary file, fsynced, renamed over the old one, and the directory
+//! fsynced ([`writer`], which also runs the periodic writes). [`FileStatus`]
+//! compares an entry with the file on disk now (`tidewater status`, the lag
+//! in `/metrics`).
+
+pub mod writer;
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::source::fingerprint::{Head, Inode};
-use crate::source::FileId;
+use crate::file::{FileId, Head, Inode};
+pub use writer::write;
 
 /// The checkpoint file's name inside the data dir.
 pub const FILE_NAME: &str = "checkpoints.json";
@@ -50,6 +56,46 @@ impl Entry {
             hash: self.head_hash,
         }
     }
+
+    /// This entry compared with the file on disk now.
+    pub fn on_disk(&self) -> FileStatus {
+        let (size, state) = match std::fs::metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {
+                let state = if m.len() > self.offset {
+                    "reading"
+                } else {
+                    "done"
+                };
+                (Some(m.len()), state)
+            }
+            Ok(_) => (None, "replaced"),
+            Err(_) => (None, "missing"),
+        };
+        FileStatus {
+            source: self.source.clone(),
+            path: self.path.display().to_string(),
+            committed: self.offset,
+            size,
+            lag: size.map(|s| s.saturating_sub(self.offset)),
+            state,
+        }
+    }
+}
+
+/// One file of the checkpoint, compared with the disk.
+#[derive(Debug, Serialize)]
+pub struct FileStatus {
+    pub source: String,
+    pub path: String,
+    /// Bytes delivered to every sink and checkpointed.
+    pub committed: u64,
+    /// The file's size now, when the path still holds the same file.
+    pub size: Option<u64>,
+    /// `size - committed`: on disk, not yet delivered.
+    pub lag: Option<u64>,
+    /// `reading`, `done` (lag 0), `replaced` (the path is another file now:
+    /// rotated), or `missing`.
+    pub state: &'static str,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -237,33 +283,6 @@ impl Checkpoints {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// Replace the checkpoint file at `path` with `files`, atomically and durably.
-pub fn write(path: &Path, files: Vec<Entry>) -> Result<(), CheckpointError> {
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let step = |what: &'static str| {
-        move |e: io::Error| CheckpointError::Io {
-            path: path.to_path_buf(),
-            source: io::Error::new(e.kind(), format!("{what}: {e}")),
-        }
-    };
-    let json = serde_json::to_vec_pretty(&OnDisk { version: 1, files })
-        .expect("checkpoint entries serialize");
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(step("creating the data dir"))?;
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{FILE_NAME}.{}.{n}.tmp", std::process::id()));
-    let mut f = File::create(&tmp).map_err(step("creating the temporary file"))?;
-    f.write_all(&json)
-        .map_err(step("writing the temporary file"))?;
-    f.sync_all().map_err(step("syncing the temporary file"))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(step("renaming the temporary file"))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(step("syncing the data dir"))?;
-    Ok(())
 }
 
 #[cfg(test)]
