@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use tidewater_sinks::{Sink, SinkComponent, SinkContext, SinkError};
 
 use crate::config::Config;
@@ -34,22 +35,14 @@ pub async fn build(
     base_dir: &Path,
     data_dir: &Path,
 ) -> anyhow::Result<Vec<Built>> {
-    let arrow = schema.arrow();
-    let bigquery_schema = schema.to_bigquery_json();
-    let buffer_limit = usize::try_from(config.sink_buffer_limit()).unwrap_or(usize::MAX);
+    let shared = Shared::new(config, schema);
     let mut sinks = Vec::new();
     for (name, sink) in &config.sinks {
         let component = sink.component();
-        let cx = SinkContext {
-            name,
-            schema: &arrow,
-            bigquery_schema: &bigquery_schema,
-            plain_columns: PLAIN_COLUMNS,
-            base_dir,
-            data_dir,
-            buffer_limit,
-        };
-        let built = component.build(&cx).await.map_err(|e| named(name, e))?;
+        let built = component
+            .build(&shared.context(name, base_dir, data_dir))
+            .await
+            .map_err(|e| named(name, e))?;
         sinks.push((built, component.concurrency()));
     }
     Ok(sinks)
@@ -63,21 +56,12 @@ pub async fn probe(
     base_dir: &Path,
 ) -> anyhow::Result<Vec<(String, Result<String, SinkError>)>> {
     let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
-    let arrow = schema.arrow();
-    let bigquery_schema = schema.to_bigquery_json();
-    let buffer_limit = usize::try_from(config.sink_buffer_limit()).unwrap_or(usize::MAX);
+    let shared = Shared::new(config, &schema);
     let mut out = Vec::new();
     for (name, sink) in &config.sinks {
         let component: &dyn SinkComponent = sink.component();
-        let cx = SinkContext {
-            name,
-            schema: &arrow,
-            bigquery_schema: &bigquery_schema,
-            plain_columns: PLAIN_COLUMNS,
-            base_dir,
-            data_dir: Path::new(""),
-            buffer_limit,
-        };
+        // No data dir: a probe must not touch a running instance's state.
+        let cx = shared.context(name, base_dir, Path::new(""));
         let timeout = component.healthcheck_timeout();
         let result = match tokio::time::timeout(timeout, component.healthcheck(&cx)).await {
             Ok(result) => result,
@@ -86,6 +70,40 @@ pub async fn probe(
         out.push((name.clone(), result));
     }
     Ok(out)
+}
+
+/// What every sink of a configuration is built with.
+struct Shared {
+    arrow: SchemaRef,
+    bigquery_schema: String,
+    buffer_limit: usize,
+}
+
+impl Shared {
+    fn new(config: &Config, schema: &TableSchema) -> Self {
+        Self {
+            arrow: schema.arrow(),
+            bigquery_schema: schema.to_bigquery_json(),
+            buffer_limit: usize::try_from(config.sink_buffer_limit()).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn context<'a>(
+        &'a self,
+        name: &'a str,
+        base_dir: &'a Path,
+        data_dir: &'a Path,
+    ) -> SinkContext<'a> {
+        SinkContext {
+            name,
+            schema: &self.arrow,
+            bigquery_schema: &self.bigquery_schema,
+            plain_columns: PLAIN_COLUMNS,
+            base_dir,
+            data_dir,
+            buffer_limit: self.buffer_limit,
+        }
+    }
 }
 
 /// A build error that names its sink: a config error names it already.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 use tidewater_sinks::amqp::AmqpSinkConfig;
 #[cfg(feature = "bigquery")]
 use tidewater_sinks::bigquery::BigQuerySinkConfig;
+use tidewater_sinks::config::{duration, size};
 use tidewater_sinks::parquet::ParquetSinkConfig;
 use tidewater_sinks::{Limits, SinkComponent};
 
@@ -157,38 +158,6 @@ pub const MIN_MEMORY_LIMIT: u64 = 32 << 20;
 
 fn default_memory_limit() -> u64 {
     DEFAULT_MEMORY_LIMIT
-}
-
-/// Parse `"2s"`, `"500ms"`, `"1m 30s"`.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "expected a duration such as \"2s\" or \"500ms\", got {text:?} ({e})"
-        ))
-    })
-}
-
-/// Parse `"8MiB"`, `"512KiB"`, `"1 MB"` or a plain number of bytes.
-fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Int(n) => Ok(n),
-        Raw::Text(t) => t
-            .trim()
-            .parse::<bytesize::ByteSize>()
-            .map(|b| b.as_u64())
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "expected a size such as \"8MiB\" or \"512KiB\", got {t:?}"
-                ))
-            }),
-    }
 }
 
 /// A configuration that cannot be used, with where and why.
