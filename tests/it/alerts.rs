@@ -940,3 +940,63 @@ fn amqps_with_a_private_ca_publishes_and_consumes() {
     assert_eq!(summary["acked"], 5);
     delete_queues(&queue);
 }
+
+/// `validate --connect` logs in to the broker, declaring and publishing
+/// nothing, and reports a broker it cannot reach (exit 1), never with the
+/// password.
+#[test]
+fn validate_connect_logs_in_to_the_broker_and_declares_nothing() {
+    let sandbox = Sandbox::new();
+    let (exchange, queue) = (unique("probe"), unique("probe"));
+    let config = Config::relative("cri").to_toml();
+    let reachable = sandbox.write_file(
+        "tidewater.toml",
+        config.clone() + &alerts_sink(&exchange, &queue),
+    );
+    let probe = sandbox
+        .spawn(&["validate", "--connect", "--config", path_str(&reachable)])
+        .finish(Duration::from_secs(60));
+    assert_eq!(
+        probe.status.code(),
+        Some(0),
+        "{}{}",
+        probe.stdout,
+        probe.stderr
+    );
+    assert!(
+        probe
+            .stdout
+            .contains("sinks.alerts: reachable: broker amqp://guest:***@127.0.0.1:5672/%2f"),
+        "{}",
+        probe.stdout
+    );
+    assert_eq!(queue_state(&queue), None, "validate declared the queue");
+
+    let dead_url = format!("127.0.0.1:{}", free_port());
+    let unreachable = sandbox.write_file(
+        "dead.toml",
+        config + &alerts_sink(&exchange, &queue).replace("127.0.0.1:5672", &dead_url),
+    );
+    let probe = sandbox
+        .spawn(&["validate", "--connect", "--config", path_str(&unreachable)])
+        .finish(Duration::from_secs(60));
+    assert_eq!(
+        probe.status.code(),
+        Some(1),
+        "{}{}",
+        probe.stdout,
+        probe.stderr
+    );
+    assert!(
+        probe
+            .stdout
+            .contains("sinks.alerts: UNREACHABLE: amqp: connecting to"),
+        "{}",
+        probe.stdout
+    );
+    let output = probe.stdout + &probe.stderr;
+    assert!(
+        !output.contains("guest:guest"),
+        "the password leaked: {output}"
+    );
+}
