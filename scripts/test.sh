@@ -6,7 +6,9 @@
 #    (tests/read_parquet.py) and to run the log generator (tests/gen-cri.py).
 # 2. Services: the local S3 and GCS stand-ins (moto, fake-gcs-server), which
 #    the integration tests start on free loopback ports.
-# 3. The tests: cargo nextest if installed, else cargo test.
+# 3. The builds with fewer features: the lake-only binary runs the quick
+#    start; each heavy sink's feature alone type-checks.
+# 4. The tests: cargo nextest if installed, else cargo test.
 # Before all that, scripts/check-imports.py checks that the top-level modules
 # of src/ import each other without cycles.
 set -euo pipefail
@@ -144,6 +146,13 @@ if GOOGLE_CLOUD_PROJECT=example "$LAKE_ONLY/tidewater" validate --config example
    || ! grep -q "built without" "$LAKE_ONLY/validate.log"; then
   cat "$LAKE_ONLY/validate.log" >&2; die "the lake-only binary did not refuse a bigquery sink by name"
 fi
+
+# Each heavy sink on its own must build too (`--features s3`, ...): a type
+# check, which is quick once the dependencies are checked.
+for feature in s3 gcs bigquery amqp; do
+  cargo check --quiet --no-default-features --features "$feature" --bins \
+    || die "the build with only the \"$feature\" feature does not compile"
+done
 
 # --- 4. Tests --------------------------------------------------------------------
 if cargo nextest --version >/dev/null 2>&1; then

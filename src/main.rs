@@ -70,8 +70,9 @@ enum Command {
     Validate {
         #[arg(long, short)]
         config: PathBuf,
-        /// Also reach every sink's destination: list it and read the newest
-        /// object's footer (writes nothing). Exit 1 if one cannot be reached.
+        /// Also reach every sink's destination, writing nothing: list a lake
+        /// and read its newest object's footer, read a BigQuery table's
+        /// definition, log in to a broker. Exit 1 if one cannot be reached.
         #[arg(long)]
         connect: bool,
     },

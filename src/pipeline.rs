@@ -19,7 +19,6 @@
 //! [`crate::deliver`], and the stop travels through one
 //! [`CancellationToken`] tree ([`crate::shutdown`]).
 
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,7 +31,7 @@ use tokio::time::Instant;
 use crate::ack::AckTracker;
 use crate::batch::{Batch, Builder};
 use crate::checkpoint::{self, Checkpoints};
-use crate::config::{Config, SourceConfig};
+use crate::config::Config;
 use crate::deliver::{Dispatched, Queue, Staged, Worker};
 use crate::health::Health;
 use crate::lock;
@@ -40,7 +39,7 @@ use crate::memory::MemoryBudget;
 use crate::metrics::{Metrics, QueueDepth};
 use crate::schema::TableSchema;
 use crate::shutdown::{CancellationToken, StopSignals};
-use crate::source::tail::{Tail, TailContext};
+use crate::source::SourceContext;
 use crate::stats::Stats;
 use crate::tasks::Critical;
 
@@ -131,25 +130,20 @@ impl Pipeline {
         let with_origins = self.sinks.iter().any(|(s, _)| s.wants_origins());
         let mut readers = Vec::new();
         for (name, source) in &self.config.sources {
-            let SourceConfig::Tail(tail) = source;
-            let cx = TailContext {
+            let mut builder = Builder::new(
+                &self.schema,
+                &self.config.columns,
+                self.config.batch.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("schema: {e}"))?;
+            if with_origins {
+                builder = builder.with_origins();
+            }
+            let cx = SourceContext {
                 name: name.clone(),
-                config: tail.clone(),
                 base_dir: self.base_dir.clone(),
                 extra_keys: Arc::clone(&extra_keys),
-                builder: {
-                    let b = Builder::new(
-                        &self.schema,
-                        &self.config.columns,
-                        self.config.batch.clone(),
-                    )
-                    .map_err(|e| anyhow::anyhow!("schema: {e}"))?;
-                    if with_origins {
-                        b.with_origins()
-                    } else {
-                        b
-                    }
-                },
+                builder,
                 batches: batch_tx.clone(),
                 checkpoints: Arc::clone(&checkpoints),
                 stats: stats.source(name),
@@ -157,21 +151,10 @@ impl Pipeline {
                 shutdown: stopping.clone(),
                 once,
             };
-            let reader_failed = critical.clone();
-            let thread_name = format!("tail-{name}");
-            let source = name.clone();
-            let thread = std::thread::Builder::new()
-                .name(thread_name)
-                .spawn(move || {
-                    let run = std::panic::catch_unwind(AssertUnwindSafe(|| Tail::new(cx).run()));
-                    run.unwrap_or_else(|panic| {
-                        let panic = crate::tasks::panic_message(&*panic);
-                        reader_failed.report(format!("source {source} reader panicked: {panic}"));
-                        Ok(())
-                    })
-                })
+            let reader = source
+                .spawn(cx, &critical)
                 .context("cannot start a reader thread")?;
-            readers.push(thread);
+            readers.push(reader);
         }
         drop(batch_tx);
 

@@ -69,8 +69,8 @@ impl Config {
         }
         crate::schema::check_columns(&self.columns).map_err(Bad::from)?;
         for (name, source) in &self.sources {
-            let SourceConfig::Tail(tail) = source;
-            tail.check()
+            source
+                .check()
                 .map_err(|e| Bad::from(e.under(&format!("sources.{name}"))))?;
         }
         self.batch

@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 #[cfg(feature = "amqp")]
 use tidewater_sinks::amqp::AmqpSinkConfig;
 #[cfg(feature = "bigquery")]
 use tidewater_sinks::bigquery::BigQuerySinkConfig;
-use tidewater_sinks::config::{duration, size};
+use tidewater_sinks::config::{duration, size, Invalid};
 use tidewater_sinks::parquet::ParquetSinkConfig;
 use tidewater_sinks::{Limits, SinkComponent};
 
@@ -31,9 +31,11 @@ pub use check::MAX_DURATION;
 use document::{deserialize_document, parse_document};
 #[cfg(feature = "amqp")]
 pub use notify::NotifyConfig;
-/// `[notify]` in a build without `tidewater notify`.
+/// `[notify]` in a build without `tidewater notify` (no `amqp` feature):
+/// accepted unread, so that a file shared with `notify` still runs; `validate`
+/// warns that it is not checked.
 #[cfg(not(feature = "amqp"))]
-pub type NotifyConfig = NotBuilt;
+pub type NotifyConfig = serde::de::IgnoredAny;
 
 // Each component owns its configuration; these are re-exported so that the
 // whole file's types can be named from one place (`config::TailConfig`).
@@ -42,6 +44,8 @@ pub use crate::batch::BatchConfig;
 pub use crate::parse::Format;
 pub use crate::schema::{ExtraColumn, ExtraType};
 pub use crate::source::tail::{ReadFrom, TailConfig};
+use crate::source::{Reader, SourceContext};
+use crate::tasks::Critical;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +97,30 @@ pub enum SourceConfig {
     Tail(TailConfig),
 }
 
+impl SourceConfig {
+    /// The source's own checks; keys relative to its table.
+    pub fn check(&self) -> Result<(), Invalid> {
+        match self {
+            SourceConfig::Tail(c) => c.check(),
+        }
+    }
+
+    /// Its health check: what is valid but probably not meant (an include
+    /// glob that matches nothing yet), for `validate`.
+    pub fn warnings(&self, base_dir: &Path) -> Vec<Invalid> {
+        match self {
+            SourceConfig::Tail(c) => c.warnings(base_dir),
+        }
+    }
+
+    /// Start the source on its own thread.
+    pub fn spawn(&self, cx: SourceContext, critical: &Critical) -> std::io::Result<Reader> {
+        match self {
+            SourceConfig::Tail(c) => crate::source::tail::spawn(c, cx, critical),
+        }
+    }
+}
+
 /// A sink, selected by its `type`: the registry of sink components. Each
 /// kind's keys, checks, build and health check live with its code in
 /// `tidewater-sinks`; adding a kind adds a variant here and its arm in
@@ -104,11 +132,11 @@ pub enum SinkConfig {
     #[cfg(feature = "amqp")]
     Amqp(AmqpSinkConfig),
     #[cfg(not(feature = "amqp"))]
-    Amqp(NotBuilt),
+    Amqp(AmqpNotBuilt),
     #[cfg(feature = "bigquery")]
     Bigquery(BigQuerySinkConfig),
     #[cfg(not(feature = "bigquery"))]
-    Bigquery(NotBuilt),
+    Bigquery(BigqueryNotBuilt),
 }
 
 impl SinkConfig {
@@ -118,26 +146,42 @@ impl SinkConfig {
             SinkConfig::Parquet(c) => c,
             #[cfg(feature = "amqp")]
             SinkConfig::Amqp(c) => c,
+            #[cfg(not(feature = "amqp"))]
+            SinkConfig::Amqp(never) => match *never {},
             #[cfg(feature = "bigquery")]
             SinkConfig::Bigquery(c) => c,
-            #[cfg(any(not(feature = "amqp"), not(feature = "bigquery")))]
-            _ => unreachable!("a NotBuilt table never deserializes"),
+            #[cfg(not(feature = "bigquery"))]
+            SinkConfig::Bigquery(never) => match *never {},
         }
     }
 }
 
-/// A component this build leaves out (`cargo build --no-default-features`):
-/// a table for it is refused when the file is loaded, naming the key.
-#[derive(Debug, Clone)]
-pub enum NotBuilt {}
+/// A `type` this build leaves out (`cargo build --no-default-features`):
+/// a table for it is refused when the file is loaded, naming the feature.
+/// It has no value, so a loaded configuration never holds one.
+#[cfg(any(not(feature = "amqp"), not(feature = "bigquery")))]
+macro_rules! not_built {
+    ($name:ident, $feature:literal) => {
+        #[derive(Debug, Clone)]
+        pub enum $name {}
 
-impl<'de> Deserialize<'de> for NotBuilt {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom(
-            "this tidewater was built without this component (cargo build --no-default-features); use a build with the default features",
-        ))
-    }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+                Err(serde::de::Error::custom(concat!(
+                    "type = \"",
+                    $feature,
+                    "\" is not in this build of tidewater (built without the \"",
+                    $feature,
+                    "\" feature): use a build with the default features"
+                )))
+            }
+        }
+    };
 }
+#[cfg(not(feature = "amqp"))]
+not_built!(AmqpNotBuilt, "amqp");
+#[cfg(not(feature = "bigquery"))]
+not_built!(BigqueryNotBuilt, "bigquery");
 
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(20)
@@ -212,10 +256,14 @@ impl Config {
     pub fn warnings(&self, base_dir: &Path) -> Vec<String> {
         let mut out = Vec::new();
         for (name, source) in &self.sources {
-            let SourceConfig::Tail(tail) = source;
-            for warning in tail.warnings(base_dir) {
+            for warning in source.warnings(base_dir) {
                 out.push(warning.under(&format!("sources.{name}")).to_string());
             }
+        }
+        if cfg!(not(feature = "amqp")) && self.notify.is_some() {
+            out.push(
+                "notify: this build has no `tidewater notify` (built without the \"amqp\" feature), so the table is not checked".into(),
+            );
         }
         // The data dir, or the nearest existing parent it would be made in,
         // must take a file; nothing is created beyond a probe file.

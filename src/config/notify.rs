@@ -78,9 +78,7 @@ struct NotifyFile {
 impl NotifyConfig {
     /// What `tidewater notify` cannot run with; keys relative to `[notify]`.
     pub(super) fn check_keys(&self) -> Result<(), Bad> {
-        if !(self.url.starts_with("amqp://") || self.url.starts_with("amqps://")) {
-            return Err(bad("url", "expected amqp://… or amqps://…"));
-        }
+        tidewater_sinks::amqp::check_url("url", &self.url)?;
         amqp_name("exchange", &self.exchange, 255)?;
         // `<queue>.dead` must be a valid name too.
         amqp_name("queue", &self.queue, 250)?;

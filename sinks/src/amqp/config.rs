@@ -61,6 +61,14 @@ fn default_confirm_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+/// A broker URL: `amqp://…` or `amqps://…`.
+pub fn check_url(key: &str, url: &str) -> Result<(), Invalid> {
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        return Err(Invalid::new(key, "expected amqp://… or amqps://…"));
+    }
+    Ok(())
+}
+
 /// An exchange, queue or binding key: not empty, at most `max` bytes (AMQP
 /// allows 255).
 pub fn check_name(key: &str, value: &str, max: usize) -> Result<(), Invalid> {
@@ -92,9 +100,7 @@ impl SinkComponent for AmqpSinkConfig {
         if let Err(e) = Condition::parse(&self.when) {
             return Err(Invalid::new("when", e.to_string()));
         }
-        if !(self.url.starts_with("amqp://") || self.url.starts_with("amqps://")) {
-            return Err(Invalid::new("url", "expected amqp://… or amqps://…"));
-        }
+        check_url("url", &self.url)?;
         check_name("exchange", &self.exchange, 255)?;
         if self.routing_key.len() > 255 {
             return Err(Invalid::new(

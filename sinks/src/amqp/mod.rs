@@ -25,7 +25,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 
 mod config;
 
-pub use config::{check_name, default_binding_key, AmqpSinkConfig};
+pub use config::{check_name, check_url, default_binding_key, AmqpSinkConfig};
 
 use crate::event::{fingerprint, ErrorEvent};
 use crate::when::Condition;

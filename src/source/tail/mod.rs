@@ -21,20 +21,18 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-use crate::batch::{Batch, Builder};
-use crate::checkpoint::{Checkpoints, Entry};
+use super::{spawn_reader, Reader, SourceContext, SourceError};
+use crate::batch::Builder;
+use crate::checkpoint::Entry;
 use crate::file::{FileId, FileMeta, Head, Inode, K8sMeta, HEAD_BYTES};
 use crate::lock;
-use crate::memory::MemoryBudget;
 use crate::parse::{FileParser, Flags, Record};
 use crate::stats::SourceStats;
+use crate::tasks::Critical;
+use notify::{RecursiveMode, Watcher};
 
 pub mod config;
 mod read;
@@ -50,26 +48,6 @@ const READ_BYTES: usize = 256 * 1024;
 const BLOCKS_PER_TURN: usize = 4;
 /// How long an idle reader sleeps when no inotify event wakes it.
 const IDLE_POLL: Duration = Duration::from_millis(250);
-
-/// Everything a tail source needs from the pipeline.
-pub struct TailContext {
-    pub name: String,
-    pub config: TailConfig,
-    pub base_dir: PathBuf,
-    pub extra_keys: Arc<[String]>,
-    pub builder: Builder,
-    pub batches: mpsc::Sender<Batch>,
-    pub checkpoints: Arc<Mutex<Checkpoints>>,
-    pub stats: Arc<SourceStats>,
-    /// Batches in flight wait for room here.
-    pub memory: Arc<MemoryBudget>,
-    /// Cancelled when the pipeline stops: the reader hands over what it
-    /// built and returns (checked between blocks and while waiting for
-    /// memory).
-    pub shutdown: CancellationToken,
-    /// Read every file to its end once, then stop.
-    pub once: bool,
-}
 
 /// One open file.
 struct Tailed {
@@ -118,7 +96,8 @@ impl Tailed {
 
 /// The reading loop of one tail source.
 pub struct Tail {
-    cx: TailContext,
+    cx: SourceContext,
+    config: TailConfig,
     include: Vec<String>,
     exclude: Vec<glob::Pattern>,
     files: Vec<Tailed>,
@@ -140,8 +119,17 @@ pub enum TailError {
     PipelineClosed(String),
 }
 
+/// Start a tail source on its own thread.
+pub fn spawn(config: &TailConfig, cx: SourceContext, critical: &Critical) -> io::Result<Reader> {
+    let name = cx.name.clone();
+    let tail = Tail::new(config.clone(), cx);
+    spawn_reader(&name, format!("tail-{name}"), critical, move || {
+        tail.run().map_err(SourceError::from)
+    })
+}
+
 impl Tail {
-    pub fn new(cx: TailContext) -> Self {
+    pub fn new(config: TailConfig, cx: SourceContext) -> Self {
         let absolute = |g: &String| -> String {
             if Path::new(g).is_absolute() {
                 g.clone()
@@ -149,9 +137,8 @@ impl Tail {
                 cx.base_dir.join(g).to_string_lossy().into_owned()
             }
         };
-        let include: Vec<String> = cx.config.include.iter().map(absolute).collect();
-        let exclude = cx
-            .config
+        let include: Vec<String> = config.include.iter().map(absolute).collect();
+        let exclude = config
             .exclude
             .iter()
             .map(absolute)
@@ -175,6 +162,7 @@ impl Tail {
             _watcher: watcher,
             closed: false,
             cx,
+            config,
         }
     }
 
@@ -223,11 +211,11 @@ impl Tail {
                     wait = wait.min(d.saturating_duration_since(Instant::now()));
                 }
                 let woken = self.wake.recv_timeout(wait).is_ok();
-                if woken || last_scan.elapsed() >= self.cx.config.glob_interval {
+                if woken || last_scan.elapsed() >= self.config.glob_interval {
                     self.discover(false);
                     last_scan = Instant::now();
                 }
-            } else if last_scan.elapsed() >= self.cx.config.glob_interval {
+            } else if last_scan.elapsed() >= self.config.glob_interval {
                 self.discover(false);
                 last_scan = Instant::now();
             }
@@ -323,7 +311,7 @@ impl Tail {
                 tracing::info!(path = %path.display(), "file changed since the checkpoint (new file with a reused inode, or truncated): reading from the start");
                 0
             }
-            None if startup && self.cx.config.read_from == ReadFrom::End => size,
+            None if startup && self.config.read_from == ReadFrom::End => size,
             None => 0,
         };
         self.open(path, file, inode, start, false);
@@ -368,9 +356,9 @@ impl Tail {
             file,
             meta,
             parser: FileParser::new(
-                self.cx.config.format,
+                self.config.format,
                 Arc::clone(&self.cx.extra_keys),
-                self.cx.config.max_line_bytes as usize,
+                self.config.max_line_bytes as usize,
             ),
             read_pos: start,
             consumed: start,

@@ -30,7 +30,7 @@ impl Tail {
     /// Read one block of file `i` and parse its complete lines.
     fn read_block(&mut self, i: usize) -> io::Result<usize> {
         let t = &mut self.files[i];
-        let max_line = self.cx.config.max_line_bytes as usize;
+        let max_line = self.config.max_line_bytes as usize;
         self.buf.clear();
         self.buf.extend_from_slice(&t.leftover);
         let kept = t.leftover.len();

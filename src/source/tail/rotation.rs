@@ -61,7 +61,7 @@ impl Tail {
     /// before their `rotate_wait`. `false`: the rest still have data to
     /// read, so a new file must wait.
     pub(super) fn room_for_rotated(&mut self, extra: usize) -> bool {
-        while self.rotated_open() + extra > self.cx.config.max_rotated_files {
+        while self.rotated_open() + extra > self.config.max_rotated_files {
             let idlest = self
                 .files
                 .iter()
@@ -74,7 +74,7 @@ impl Tail {
             };
             // Its end was seen at the last turn: read what came since.
             while self.read_turn(i) && !self.closed {}
-            tracing::info!(path = %self.files[i].path.display(), max_rotated_files = self.cx.config.max_rotated_files, "closing a rotated file before rotate_wait: too many rotated files open");
+            tracing::info!(path = %self.files[i].path.display(), max_rotated_files = self.config.max_rotated_files, "closing a rotated file before rotate_wait: too many rotated files open");
             self.cx.stats.rotated_closed_early.inc();
             self.close(i);
         }
@@ -86,7 +86,7 @@ impl Tail {
         if self.waiting.iter().any(|w| w.inode == inode) {
             return;
         }
-        tracing::warn!(path = %path.display(), max_rotated_files = self.cx.config.max_rotated_files, "too many rotated files still being read: this file waits (the logs on disk are the buffer)");
+        tracing::warn!(path = %path.display(), max_rotated_files = self.config.max_rotated_files, "too many rotated files still being read: this file waits (the logs on disk are the buffer)");
         self.waiting.push(Waiting {
             path: path.to_path_buf(),
             // Where a rename is looked for (the target of a symlink such as
@@ -132,7 +132,7 @@ impl Tail {
 
     /// Look at files that are at their end: truncated, renamed, deleted, done?
     pub(super) fn check_files(&mut self) {
-        let rotate_wait = self.cx.config.rotate_wait;
+        let rotate_wait = self.config.rotate_wait;
         let mut i = 0;
         while i < self.files.len() {
             if !self.files[i].at_eof {
