@@ -7,8 +7,9 @@
 //! reader blocked on the memory budget wakes at once. The signals that
 //! start a stop — SIGTERM and SIGINT — are received here ([`StopSignals`]):
 //! `run` turns the first into a cancelled token and treats the second as
-//! "exit now"; `notify` and the wait for the data dir's lock cancel their
-//! token at the first ([`cancel_on_signal`]).
+//! "exit now"; `notify` cancels its token at the first (and bounds its own
+//! stop by its `shutdown_timeout`), and so does the wait for the data dir's
+//! lock ([`cancel_on_signal`]).
 //!
 //! A leaf: it depends on nothing else in the crate.
 
