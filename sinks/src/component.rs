@@ -75,9 +75,12 @@ pub trait SinkComponent: Send + Sync {
         false
     }
 
-    /// The running sink. Contacts the destination only where a wrong
-    /// destination must stop the start (a BigQuery table that cannot take
-    /// the rows); an unreachable one shows up as failed deliveries.
+    /// The running sink, from keys that passed [`SinkComponent::check`]
+    /// and [`SinkComponent::check_schema`] (loading a configuration runs
+    /// both; a sink may rely on them). Contacts the destination only where
+    /// a wrong destination must stop the start (a BigQuery table that
+    /// cannot take the rows); an unreachable one shows up as failed
+    /// deliveries.
     async fn build(&self, cx: &SinkContext<'_>) -> Result<Arc<dyn Sink>, SinkError>;
 
     /// Reach the destination without writing anything and without touching
