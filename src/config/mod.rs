@@ -85,7 +85,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Read by `tidewater notify`; `run` does not use it, but when present
     /// it is checked like the rest, so that `validate` covers a file shared
-    /// by both commands.
+    /// by both commands (a build without the `amqp` feature accepts it
+    /// unread, and `validate` says so).
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
 }
