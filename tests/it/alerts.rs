@@ -949,26 +949,23 @@ fn validate_connect_logs_in_to_the_broker_and_declares_nothing() {
     let sandbox = Sandbox::new();
     let (exchange, queue) = (unique("probe"), unique("probe"));
     let config = Config::relative("cri").to_toml();
+    // `validate --connect` on `file`: its exit code and its output.
+    let validate_connect = |file: &Path| {
+        let probe = sandbox
+            .spawn(&["validate", "--connect", "--config", path_str(file)])
+            .finish(Duration::from_secs(60));
+        let output = format!("{}{}", probe.stdout, probe.stderr);
+        (probe.status.code(), probe.stdout, output)
+    };
     let reachable = sandbox.write_file(
         "tidewater.toml",
         config.clone() + &alerts_sink(&exchange, &queue),
     );
-    let probe = sandbox
-        .spawn(&["validate", "--connect", "--config", path_str(&reachable)])
-        .finish(Duration::from_secs(60));
-    assert_eq!(
-        probe.status.code(),
-        Some(0),
-        "{}{}",
-        probe.stdout,
-        probe.stderr
-    );
+    let (code, stdout, output) = validate_connect(&reachable);
+    assert_eq!(code, Some(0), "{output}");
     assert!(
-        probe
-            .stdout
-            .contains("sinks.alerts: reachable: broker amqp://guest:***@127.0.0.1:5672/%2f"),
-        "{}",
-        probe.stdout
+        stdout.contains("sinks.alerts: reachable: broker amqp://guest:***@127.0.0.1:5672/%2f"),
+        "{output}"
     );
     assert_eq!(queue_state(&queue), None, "validate declared the queue");
 
@@ -977,24 +974,12 @@ fn validate_connect_logs_in_to_the_broker_and_declares_nothing() {
         "dead.toml",
         config + &alerts_sink(&exchange, &queue).replace("127.0.0.1:5672", &dead_url),
     );
-    let probe = sandbox
-        .spawn(&["validate", "--connect", "--config", path_str(&unreachable)])
-        .finish(Duration::from_secs(60));
-    assert_eq!(
-        probe.status.code(),
-        Some(1),
-        "{}{}",
-        probe.stdout,
-        probe.stderr
-    );
+    let (code, stdout, output) = validate_connect(&unreachable);
+    assert_eq!(code, Some(1), "{output}");
     assert!(
-        probe
-            .stdout
-            .contains("sinks.alerts: UNREACHABLE: amqp: connecting to"),
-        "{}",
-        probe.stdout
+        stdout.contains("sinks.alerts: UNREACHABLE: amqp: connecting to"),
+        "{output}"
     );
-    let output = probe.stdout + &probe.stderr;
     assert!(
         !output.contains("guest:guest"),
         "the password leaked: {output}"
