@@ -132,8 +132,8 @@ export TIDEWATER_TEST_FAKE_GCS="$(fake_gcs)"
 
 # --- 3. The lake-only build ------------------------------------------------------
 # `--no-default-features` leaves out BigQuery, AMQP, S3 and GCS: it must
-# build, ship the quick start's sample logs into a local lake, and refuse a
-# BigQuery sink by name.
+# build, ship the quick start's sample logs into a local lake, and refuse
+# what it left out by name.
 say "building and checking the lake-only binary (--no-default-features)"
 cargo build --quiet --no-default-features --bin tidewater
 LAKE_ONLY="$ROOT/target/lake-only"
@@ -143,8 +143,20 @@ cp -r examples "$LAKE_ONLY/examples"
   || { cat "$LAKE_ONLY/run.log" >&2; die "the lake-only binary failed on examples/quickstart.toml"; }
 [ -n "$(find "$LAKE_ONLY/lake" -name '*.parquet' | head -1)" ] || die "the lake-only binary wrote no Parquet file"
 if GOOGLE_CLOUD_PROJECT=example "$LAKE_ONLY/tidewater" validate --config examples/bigquery.toml >"$LAKE_ONLY/validate.log" 2>&1 \
-   || ! grep -q "built without" "$LAKE_ONLY/validate.log"; then
+   || ! grep -q 'type = "bigquery" is not in this build' "$LAKE_ONLY/validate.log"; then
   cat "$LAKE_ONLY/validate.log" >&2; die "the lake-only binary did not refuse a bigquery sink by name"
+fi
+# An s3:// lake is refused naming the key and the feature; a [notify] table
+# (a file shared with `tidewater notify`) is accepted unread, with a warning.
+sed 's|url = "file://lake"|url = "s3://bucket/lake"|' examples/quickstart.toml >"$LAKE_ONLY/s3.toml"
+if "$LAKE_ONLY/tidewater" validate --config "$LAKE_ONLY/s3.toml" >"$LAKE_ONLY/validate.log" 2>&1 \
+   || ! grep -q 'sinks.lake.url: .*without the "s3" feature' "$LAKE_ONLY/validate.log"; then
+  cat "$LAKE_ONLY/validate.log" >&2; die "the lake-only binary did not refuse an s3:// lake by its key"
+fi
+{ cat examples/quickstart.toml; printf '\n[notify]\nurl = "amqp://localhost"\n'; } >"$LAKE_ONLY/notify.toml"
+if ! "$LAKE_ONLY/tidewater" validate --config "$LAKE_ONLY/notify.toml" >"$LAKE_ONLY/validate.log" 2>&1 \
+   || ! grep -q 'notify: this build has no `tidewater notify`' "$LAKE_ONLY/validate.log"; then
+  cat "$LAKE_ONLY/validate.log" >&2; die "the lake-only binary did not accept [notify] with a warning"
 fi
 
 # Each heavy sink on its own must build too (`--features s3`, ...): a type

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::check::*;
 use super::*;
-use tidewater_sinks::amqp::default_binding_key;
+use tidewater_sinks::amqp::{check_name, default_binding_key};
+use tidewater_sinks::config::{bounded_duration, placeholders, positive_duration};
 
 /// `[notify]`: the Slack notifier (`tidewater notify`).
 #[derive(Debug, Clone, Deserialize)]
@@ -77,30 +77,30 @@ struct NotifyFile {
 
 impl NotifyConfig {
     /// What `tidewater notify` cannot run with; keys relative to `[notify]`.
-    pub(super) fn check_keys(&self) -> Result<(), Bad> {
+    pub(super) fn check_keys(&self) -> Result<(), Invalid> {
         tidewater_sinks::amqp::check_url("url", &self.url)?;
-        amqp_name("exchange", &self.exchange, 255)?;
+        check_name("exchange", &self.exchange, 255)?;
         // `<queue>.dead` must be a valid name too.
-        amqp_name("queue", &self.queue, 250)?;
-        amqp_name("binding_key", &self.binding_key, 255)?;
+        check_name("queue", &self.queue, 250)?;
+        check_name("binding_key", &self.binding_key, 255)?;
         match (&self.webhook_url, &self.webhook_url_file) {
             (None, None) => {
-                return Err(bad(
+                return Err(Invalid::new(
                     "webhook_url",
                     "set webhook_url (e.g. \"${SLACK_WEBHOOK_URL}\") or webhook_url_file",
                 ))
             }
             (Some(_), Some(_)) => {
-                return Err(bad(
+                return Err(Invalid::new(
                     "webhook_url_file",
                     "set webhook_url or webhook_url_file, not both",
                 ))
             }
             (Some(u), None) if !(u.starts_with("https://") || u.starts_with("http://")) => {
-                return Err(bad("webhook_url", "expected an http(s):// URL"))
+                return Err(Invalid::new("webhook_url", "expected an http(s):// URL"))
             }
             (None, Some(f)) if f.as_os_str().is_empty() => {
-                return Err(bad("webhook_url_file", "must not be empty"))
+                return Err(Invalid::new("webhook_url_file", "must not be empty"))
             }
             _ => {}
         }
@@ -112,26 +112,26 @@ impl NotifyConfig {
         // 0: no spacing between posts (Slack's 429s are still obeyed).
         bounded_duration("min_interval", self.min_interval)?;
         if self.max_attempts == 0 {
-            return Err(bad(
+            return Err(Invalid::new(
                 "max_attempts",
                 "must be at least 1: with 0 no post would ever be tried",
             ));
         }
         if self.prefetch == 0 {
-            return Err(bad(
+            return Err(Invalid::new(
                 "prefetch",
                 "must be at least 1: to the broker, a prefetch of 0 means no limit at all",
             ));
         }
         if let Some(t) = &self.link_template {
             if !(t.starts_with("https://") || t.starts_with("http://")) {
-                return Err(bad("link_template", "expected an http(s):// URL"));
+                return Err(Invalid::new("link_template", "expected an http(s):// URL"));
             }
             placeholders(
                 t,
                 &["fingerprint", "namespace", "container", "pod", "level"],
             )
-            .map_err(|m| bad("link_template", m))?;
+            .map_err(|m| Invalid::new("link_template", m))?;
         }
         positive_duration(
             "shutdown_timeout",
@@ -158,7 +158,8 @@ impl NotifyConfig {
                         .into(),
             });
         };
-        n.check_keys().map_err(|bad| bad.under("notify").at(path))?;
+        n.check_keys()
+            .map_err(|invalid| ConfigError::invalid(path, invalid.under("notify")))?;
         Ok(n)
     }
 }
