@@ -313,7 +313,7 @@ impl Builder {
                         Fill::Stream => rec.stream,
                         Fill::Level => rec.level.as_deref(),
                         Fill::Message => rec.message.as_deref(),
-                        Fill::Fields => rec.fields,
+                        Fill::Fields => rec.fields.as_deref(),
                         Fill::Namespace => meta.k8s.namespace.as_deref(),
                         Fill::Pod => meta.k8s.pod.as_deref(),
                         Fill::Container => meta.k8s.container.as_deref(),
@@ -414,7 +414,7 @@ fn content_hash(rec: &Record) -> u64 {
     for part in [
         rec.stream,
         rec.message.as_deref(),
-        rec.fields,
+        rec.fields.as_deref(),
         rec.level.as_deref(),
     ] {
         match part {
@@ -510,9 +510,9 @@ mod tests {
         assert_ne!(content_hash(&rec(1, "a")), content_hash(&rec(1, "b")));
         // Fields are length-prefixed: moving bytes between them changes the hash.
         let mut x = rec(1, "ab");
-        x.fields = Some("c");
+        x.fields = Some("c".into());
         let mut y = rec(1, "a");
-        y.fields = Some("bc");
+        y.fields = Some("bc".into());
         assert_ne!(content_hash(&x), content_hash(&y));
     }
 

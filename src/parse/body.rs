@@ -1,7 +1,8 @@
 //! JSON application-log bodies (`{"level":"info","msg":"...",...}`).
 //!
 //! One pass of serde_json over the body, borrowing from the input: only the
-//! keys tidewater uses are materialised (message, level, time, and the keys of
+//! keys tidewater uses are materialised (message, level, time — the source's
+//! `message_key`, `level_key`, `time_key` or their defaults — and the keys of
 //! configured extra columns); every other value is skipped without
 //! allocation. The body text itself becomes the `fields` column.
 
@@ -9,6 +10,9 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::fields::parse_time;
+use super::rules::{BodyRules, TimeKey};
 
 /// A JSON scalar as found in a body; objects and arrays are `Other`.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,16 +31,19 @@ pub struct Body<'a> {
     pub message: Option<Cow<'a, str>>,
     /// From `level`, `severity`, `lvl` or `log.level`, normalised (see [`normalize_level`]).
     pub level: Option<Cow<'a, str>>,
-    /// From `time`, `ts`, `timestamp` or `@timestamp` when it is RFC 3339.
+    /// From `time`, `ts`, `timestamp` or `@timestamp` when it is RFC 3339
+    /// (or in the source's `time_format`).
     pub time_us: Option<i64>,
+    /// The time key was there but its value was not a time.
+    pub time_invalid: bool,
     /// Values of the configured extra keys, in their order.
     pub extras: Vec<Option<Scalar<'a>>>,
 }
 
 /// Parse a body that must be one JSON object.
-pub fn parse<'a>(text: &'a str, extra_keys: &[String]) -> Result<Body<'a>, serde_json::Error> {
+pub fn parse<'a>(text: &'a str, rules: &BodyRules) -> Result<Body<'a>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let body = BodySeed { extra_keys }.deserialize(&mut de)?;
+    let body = BodySeed { rules }.deserialize(&mut de)?;
     de.end()?;
     Ok(body)
 }
@@ -93,8 +100,38 @@ pub fn rfc3339_micros(s: &str) -> Option<i64> {
         .map(|t| t.timestamp_micros())
 }
 
-struct BodySeed<'k> {
-    extra_keys: &'k [String],
+struct BodySeed<'r> {
+    rules: &'r BodyRules,
+}
+
+impl BodySeed<'_> {
+    fn classify(&self, key: &str) -> Known {
+        let r = self.rules;
+        if r.default_keys {
+            return match key {
+                "msg" | "message" => Known::Message,
+                "log" => Known::Log,
+                "level" | "severity" | "lvl" | "loglevel" | "log.level" => Known::Level,
+                "time" | "ts" | "timestamp" | "@timestamp" => Known::Time,
+                _ => Known::None,
+            };
+        }
+        if r.message_keys.iter().any(|k| k == key) {
+            Known::Message
+        } else if key == "log" {
+            Known::Log
+        } else if r.level_keys.iter().any(|k| k == key) {
+            Known::Level
+        } else if match &r.time_key {
+            TimeKey::Key(k) => k == key,
+            TimeKey::Default => r.time_keys().contains(&key),
+            TimeKey::None => false,
+        } {
+            Known::Time
+        } else {
+            Known::None
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
@@ -122,19 +159,13 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut body = Body {
-            extras: vec![None; self.extra_keys.len()],
+            extras: vec![None; self.rules.extra_keys.len()],
             ..Body::default()
         };
         let mut message_from_log = false;
         while let Some(CowStr(key)) = map.next_key()? {
-            let known = match key.as_ref() {
-                "msg" | "message" => Known::Message,
-                "log" => Known::Log,
-                "level" | "severity" | "lvl" | "log.level" => Known::Level,
-                "time" | "ts" | "timestamp" | "@timestamp" => Known::Time,
-                _ => Known::None,
-            };
-            let extra = self.extra_keys.iter().position(|k| *k == key);
+            let known = self.classify(&key);
+            let extra = self.rules.extra_keys.iter().position(|k| *k == key);
             if known == Known::None && extra.is_none() {
                 map.next_value::<IgnoredAny>()?;
                 continue;
@@ -154,7 +185,14 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                 }
                 (Known::Level, Scalar::Str(s)) => body.level = Some(normalize_level(&s)),
                 (Known::Level, Scalar::Int(n)) => body.level = Some(numeric_level(n)),
-                (Known::Time, Scalar::Str(s)) => body.time_us = rfc3339_micros(&s),
+                (Known::Time, Scalar::Str(s)) => {
+                    body.time_us = match &self.rules.time_format {
+                        None => rfc3339_micros(&s),
+                        Some(f) => parse_time(&s, Some(f)),
+                    };
+                    body.time_invalid = body.time_us.is_none();
+                }
+                (Known::Time, _) => body.time_invalid = true,
                 _ => {}
             }
         }
@@ -238,9 +276,13 @@ impl<'de> serde::Deserialize<'de> for Scalar<'de> {
 mod tests {
     use super::*;
 
+    fn rules(extra: &[&str]) -> BodyRules {
+        BodyRules::auto(extra.iter().map(|s| s.to_string()).collect())
+    }
+
     #[test]
     fn takes_message_level_time_and_extras() {
-        let keys = vec!["status".to_string(), "level".to_string()];
+        let keys = rules(&["status", "level"]);
         let b = parse(
             r#"{"ts":"2026-11-22T03:00:00.002Z","level":"WARNING","msg":"slow \"db\"","status":503,"nested":{"a":[1,2]}}"#,
             &keys,
@@ -255,18 +297,49 @@ mod tests {
 
     #[test]
     fn message_beats_log_and_numbers_are_levels() {
-        let b = parse(r#"{"log":"a","message":"b","level":50}"#, &[]).expect("valid");
+        let b = parse(r#"{"log":"a","message":"b","level":50}"#, &rules(&[])).expect("valid");
         assert_eq!(b.message.as_deref(), Some("b"));
         assert_eq!(b.level.as_deref(), Some("error"));
-        let b = parse(r#"{"message":"b","log":"a","log.level":"crit"}"#, &[]).expect("valid");
+        let b = parse(
+            r#"{"message":"b","log":"a","log.level":"crit"}"#,
+            &rules(&[]),
+        )
+        .expect("valid");
         assert_eq!(b.message.as_deref(), Some("b"));
         assert_eq!(b.level.as_deref(), Some("fatal"));
     }
 
     #[test]
     fn broken_json_is_an_error() {
-        assert!(parse(r#"{"level":"info","msg":"#, &[]).is_err());
-        assert!(parse(r#"{"a":1} trailing"#, &[]).is_err());
-        assert!(parse(r#"[1,2]"#, &[]).is_err());
+        let r = rules(&[]);
+        assert!(parse(r#"{"level":"info","msg":"#, &r).is_err());
+        assert!(parse(r#"{"a":1} trailing"#, &r).is_err());
+        assert!(parse(r#"[1,2]"#, &r).is_err());
+    }
+
+    #[test]
+    fn configured_keys_replace_the_defaults() {
+        use crate::parse::rules::BodyKeys;
+        let r = BodyRules::new(
+            &BodyKeys {
+                time_key: Some("when"),
+                time_format: Some("%Y-%m-%d %H:%M:%S"),
+                level_key: Some("sev"),
+                message_key: Some("text"),
+                ..BodyKeys::default()
+            },
+            Vec::new().into(),
+        )
+        .expect("valid");
+        let b = parse(
+            r#"{"msg":"not this","text":"this","level":"info","sev":"E","when":"2000-10-10 20:55:36","time":"2001-01-01T00:00:00Z"}"#,
+            &r,
+        )
+        .expect("valid");
+        assert_eq!(b.message.as_deref(), Some("this"));
+        assert_eq!(b.level.as_deref(), Some("error"));
+        assert_eq!(b.time_us, Some(971_211_336_000_000));
+        let b = parse(r#"{"when":"soon"}"#, &r).expect("valid");
+        assert!(b.time_invalid);
     }
 }

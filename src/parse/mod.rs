@@ -2,22 +2,31 @@
 //!
 //! A [`FileParser`] belongs to one file: it frames each line (CRI, Docker
 //! json-file, JSON, text), joins the pieces the runtime split (CRI `P`
-//! lines, Docker's 16 KiB chunks) and parses JSON bodies. Nothing is dropped:
-//! a line that does not parse becomes a record whose `message` is the raw
-//! text, flagged `parse_error`.
+//! lines, Docker's 16 KiB chunks) and parses each body with the source's
+//! parser ([`rules`]: JSON, logfmt, LTSV, nginx, Apache, a regex, or
+//! none). Nothing is dropped: a line that does not parse becomes a record
+//! whose `message` is the raw text, flagged `parse_error` with the reason.
 //!
 //! Records borrow from the line (or from the parser's join buffer), so the
-//! common path allocates nothing per line.
+//! JSON and text paths allocate nothing per line; the text parsers build
+//! one `fields` JSON string per record.
 
+mod access;
 pub mod body;
+pub mod fields;
 mod format;
+mod kv;
+pub mod rules;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
-use body::{rfc3339_micros, Scalar};
+use body::{normalize_level, rfc3339_micros, Scalar};
+use fields::Fields;
 pub use format::Format;
+use rules::{BodyRules, ParserKind, TimeKey};
 
 /// Per-record quality flags, stored as the `flags` list column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,7 +41,8 @@ impl Flags {
     pub const PARSE_ERROR: Flags = Flags(4);
     /// A split record whose final piece never came (file ended or was truncated).
     pub const PARTIAL: Flags = Flags(8);
-    /// An extra column's value did not convert to its type (it stays in `fields`).
+    /// An extra column's value, or the record's time under `time_key` /
+    /// `time_format`, did not convert to its type (it stays in `fields`).
     pub const CONVERSION_ERROR: Flags = Flags(16);
 
     const NAMES: [(Flags, &'static str); 5] = [
@@ -69,8 +79,9 @@ pub struct Record<'a> {
     pub stream: Option<&'a str>,
     pub level: Option<Cow<'a, str>>,
     pub message: Option<Cow<'a, str>>,
-    /// The JSON body text, when the body is a JSON object.
-    pub fields: Option<&'a str>,
+    /// The body's fields as a JSON object: the body itself when it is one,
+    /// else what the source's parser found.
+    pub fields: Option<Cow<'a, str>>,
     /// Byte offset of the record's first line in its file.
     pub offset: u64,
     pub flags: Flags,
@@ -92,7 +103,7 @@ struct Pending {
 /// Parses the lines of one file, in order.
 pub struct FileParser {
     format: Format,
-    extra_keys: std::sync::Arc<[String]>,
+    rules: Arc<BodyRules>,
     max_record_bytes: usize,
     /// Split records per stream: stdout, stderr.
     pending: [Pending; 2],
@@ -104,14 +115,10 @@ pub struct FileParser {
 const STREAMS: [&str; 2] = ["stdout", "stderr"];
 
 impl FileParser {
-    pub fn new(
-        format: Format,
-        extra_keys: std::sync::Arc<[String]>,
-        max_record_bytes: usize,
-    ) -> Self {
+    pub fn new(format: Format, rules: Arc<BodyRules>, max_record_bytes: usize) -> Self {
         Self {
             format,
-            extra_keys,
+            rules,
             max_record_bytes,
             pending: Default::default(),
             skipping: [false; 2],
@@ -153,22 +160,20 @@ impl FileParser {
         match format {
             Format::Cri => self.cri(&text, offset, flags, emit),
             Format::Docker => self.docker(&text, offset, flags, emit),
-            Format::Json => {
+            Format::Json | Format::Text | Format::Auto => {
                 let mut rec = Record {
                     offset,
                     flags,
                     ..Record::default()
                 };
-                if text.trim_start().starts_with('{') {
-                    self.body(&text, &mut rec);
-                } else {
-                    rec.message = Some(Cow::Borrowed(&text));
-                    rec.flags.insert(Flags::PARSE_ERROR);
-                    rec.parse_error = Some("not a JSON object".into());
-                }
+                // `format = "json"`: the line is the body and must be an object.
+                let parser = match (format, self.rules.parser) {
+                    (Format::Json, ParserKind::Auto) => ParserKind::Json,
+                    (_, parser) => parser,
+                };
+                self.body_as(parser, &text, &mut rec);
                 emit(&rec);
             }
-            Format::Text | Format::Auto => emit(&text_record(&text, offset, flags)),
         }
     }
 
@@ -328,19 +333,59 @@ impl FileParser {
         self.pending[slot].text = text;
     }
 
-    /// Fill message, level, fields and extras from a body.
+    /// Fill message, level, fields and extras from a complete body.
     fn body<'a>(&self, body: &'a str, rec: &mut Record<'a>) {
+        self.body_as(self.rules.parser, body, rec)
+    }
+
+    fn body_as<'a>(&self, parser: ParserKind, body: &'a str, rec: &mut Record<'a>) {
+        let rules = &*self.rules;
+        let mut fields = Fields::default();
+        let parsed = match parser {
+            ParserKind::None => {
+                rec.message = Some(Cow::Borrowed(body));
+                return;
+            }
+            ParserKind::Auto if !body.trim_start().starts_with('{') => {
+                text_body(body, rec);
+                return;
+            }
+            ParserKind::Auto | ParserKind::Json => return self.json(body, rec),
+            ParserKind::Nginx | ParserKind::Apache => access::parse(body, &mut fields),
+            ParserKind::Logfmt => kv::logfmt(body, &mut fields),
+            ParserKind::Ltsv => kv::ltsv(body, &mut fields),
+            ParserKind::Regex => regex_fields(rules, body, &mut fields),
+        };
+        match parsed {
+            Ok(()) => fields.fill(body, rules, rec),
+            Err(why) => {
+                rec.message = Some(Cow::Borrowed(body));
+                rec.flags.insert(Flags::PARSE_ERROR);
+                rec.parse_error = Some(format!("not a {parser} line: {why}"));
+            }
+        }
+    }
+
+    fn json<'a>(&self, body: &'a str, rec: &mut Record<'a>) {
         if !body.trim_start().starts_with('{') {
             rec.message = Some(Cow::Borrowed(body));
+            rec.flags.insert(Flags::PARSE_ERROR);
+            rec.parse_error = Some("not a JSON object".into());
             return;
         }
-        match body::parse(body, &self.extra_keys) {
+        match body::parse(body, &self.rules) {
             Ok(b) => {
                 rec.message = Some(b.message.unwrap_or(Cow::Borrowed(body)));
                 rec.level = b.level;
-                rec.fields = Some(body);
-                if rec.timestamp_us.is_none() {
-                    rec.timestamp_us = b.time_us;
+                rec.fields = Some(Cow::Borrowed(body));
+                if let Some(t) = b.time_us {
+                    if rec.timestamp_us.is_none() || matches!(self.rules.time_key, TimeKey::Key(_))
+                    {
+                        rec.timestamp_us = Some(t);
+                    }
+                }
+                if b.time_invalid && self.rules.time_required() {
+                    rec.flags.insert(Flags::CONVERSION_ERROR);
                 }
                 rec.extras = b.extras;
             }
@@ -351,6 +396,24 @@ impl FileParser {
             }
         }
     }
+}
+
+/// `parser = "regex"`: the named groups that matched become fields.
+fn regex_fields<'k, 'a: 'k>(
+    rules: &'k BodyRules,
+    body: &'a str,
+    out: &mut Fields<'k, 'a>,
+) -> Result<(), String> {
+    let Some(regex) = &rules.regex else {
+        return Err("no pattern".into());
+    };
+    let caps = regex.captures(body).ok_or("it does not match pattern")?;
+    for (i, name) in regex.capture_names().enumerate() {
+        if let (Some(name), Some(m)) = (name, caps.get(i)) {
+            out.push(name, fields::Value::Str(Cow::Borrowed(m.as_str())));
+        }
+    }
+    Ok(())
 }
 
 /// `<time> <stream> <tag> <body>`; the body may be empty.
@@ -378,27 +441,33 @@ fn parse_failure<'a>(text: &'a str, offset: u64, mut flags: Flags, why: &str) ->
     }
 }
 
-/// A text line: the raw line as message; a leading RFC 3339 time and level
-/// word (`2026-11-22T03:00:00Z WARN ...`) are recognised when present.
-fn text_record(text: &str, offset: u64, flags: Flags) -> Record<'_> {
-    let mut rec = Record {
-        message: Some(Cow::Borrowed(text)),
-        offset,
-        flags,
-        ..Record::default()
-    };
-    let mut words = text.splitn(3, ' ');
-    if let Some(ts) = words.next().and_then(rfc3339_micros) {
-        rec.timestamp_us = Some(ts);
-        if let Some(word) = words.next() {
-            let word = word.trim_matches(|c| c == '[' || c == ']' || c == ':');
-            let level = body::normalize_level(word);
-            if matches!(level, Cow::Borrowed(_)) && word.len() > 1 {
+/// A text body: the body is the message; a leading RFC 3339 time (used
+/// when the framing gave none) and a level word near the start are
+/// recognised: any case right after the time (`2026-11-22T03:00:00Z warn
+/// ...`), else an upper-case level name among the first four words
+/// (`2026-12-02 13:55:36.123 ERROR [main] ...`, `[WARN]`, `ERROR:root:...`,
+/// Ruby's `E, [...] ERROR -- : ...`).
+fn text_body<'a>(body: &'a str, rec: &mut Record<'a>) {
+    rec.message = Some(Cow::Borrowed(body));
+    let mut words = body.split_ascii_whitespace().take(4);
+    let Some(first) = words.next() else { return };
+    let time = rfc3339_micros(first);
+    if rec.timestamp_us.is_none() {
+        rec.timestamp_us = time;
+    }
+    let after_time = time.is_some();
+    for (i, word) in std::iter::once(first).chain(words).enumerate() {
+        let word =
+            word.trim_matches(|c| matches!(c, '[' | ']' | '(' | ')' | '<' | '>' | ',' | ':'));
+        let word = word.split(':').next().unwrap_or(word);
+        let upper = word.len() > 2 && word.bytes().all(|b| b.is_ascii_uppercase());
+        if (after_time && i == 1 && word.len() > 1) || upper {
+            if let level @ Cow::Borrowed(_) = normalize_level(word) {
                 rec.level = Some(level);
+                return;
             }
         }
     }
-    rec
 }
 
 /// Decide a line's format from its shape (for `format = "auto"`).
@@ -419,7 +488,11 @@ mod tests {
     use super::*;
 
     fn parse_all(format: Format, lines: &[&[u8]]) -> Vec<(u64, String, Option<String>, Flags)> {
-        let mut p = FileParser::new(format, Vec::new().into(), 1 << 20);
+        let mut p = FileParser::new(
+            format,
+            Arc::new(BodyRules::auto(Vec::new().into())),
+            1 << 20,
+        );
         let mut out = Vec::new();
         let mut offset = 0;
         for l in lines {
@@ -463,7 +536,11 @@ mod tests {
 
     #[test]
     fn runaway_split_records_are_cut_and_release_the_checkpoint() {
-        let mut p = FileParser::new(Format::Cri, Vec::new().into(), 10);
+        let mut p = FileParser::new(
+            Format::Cri,
+            Arc::new(BodyRules::auto(Vec::new().into())),
+            10,
+        );
         let mut out = Vec::new();
         let lines: [&[u8]; 4] = [
             b"2026-11-22T03:00:00Z stdout P 123456",

@@ -23,6 +23,8 @@
 //!   insertAll and the Storage Write API (Arrow), table creation, insertIds
 //!   on retries and restarts (through a recording proxy), dead letters, an
 //!   outage, a dropped table, schema checks.
+//! - `parsers`: nginx, Apache, LTSV, logfmt and regex bodies become `fields`,
+//!   times, levels and typed columns; bad parser keys are refused by name.
 //! - `operations`: `tidewater status`, the warnings of `validate`, `/metrics`.
 //! - `packaging`: `sidecar/` manifests against the Kubernetes schemas and the
 //!   Dockerfile through hadolint.
@@ -39,6 +41,7 @@ mod full_disk;
 mod object_store;
 mod operations;
 mod packaging;
+mod parsers;
 mod rotation;
 mod services;
 mod util;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tidewater_sinks::config::{duration, positive_duration, size, Invalid};
 
+use crate::parse::rules::{BodyKeys, BodyRules, ParserKind};
 use crate::parse::Format;
 
 /// `type = "tail"`: follow files matching globs.
@@ -24,6 +25,25 @@ pub struct TailConfig {
     pub exclude: Vec<String>,
     #[serde(default)]
     pub format: Format,
+    /// How each body is parsed: auto (JSON objects, else text), json,
+    /// logfmt, ltsv, nginx, apache, regex (with `pattern`) or none.
+    #[serde(default)]
+    pub parser: ParserKind,
+    /// `parser = "regex"`: a Rust regex whose named groups become fields.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// The field holding the record's time; `"none"`: the runtime's time.
+    #[serde(default)]
+    pub time_key: Option<String>,
+    /// chrono strftime format of that time (RFC 3339 is always accepted).
+    #[serde(default)]
+    pub time_format: Option<String>,
+    /// The field holding the level (default: level, severity, lvl, loglevel).
+    #[serde(default)]
+    pub level_key: Option<String>,
+    /// The field holding the message (default: message, msg).
+    #[serde(default)]
+    pub message_key: Option<String>,
     #[serde(default)]
     pub read_from: ReadFrom,
     /// Longer lines are cut to this length and flagged `truncated`.
@@ -80,6 +100,7 @@ impl TailConfig {
                 }
             }
         }
+        BodyRules::new(&self.body_keys(), Vec::new().into())?;
         if self.max_line_bytes < 64 {
             return Err(Invalid::new("max_line_bytes", "expected at least 64 bytes"));
         }
@@ -100,6 +121,18 @@ impl TailConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The body-parsing keys, for [`BodyRules::new`].
+    pub fn body_keys(&self) -> BodyKeys<'_> {
+        BodyKeys {
+            parser: self.parser,
+            pattern: self.pattern.as_deref(),
+            time_key: self.time_key.as_deref(),
+            time_format: self.time_format.as_deref(),
+            level_key: self.level_key.as_deref(),
+            message_key: self.message_key.as_deref(),
+        }
     }
 
     /// What is valid but probably not meant: include globs that match no
@@ -148,5 +181,12 @@ mod tests {
             e.under("sources.app").to_string(),
             "sources.app.max_line_bytes: expected at least 64 bytes"
         );
+        let e = tail("include = [\"a\"]\nparser = \"regex\"\npattern = \"(\"")
+            .check()
+            .expect_err("bad regex");
+        assert_eq!(e.key, "pattern");
+        let e = toml::from_str::<TailConfig>("include = [\"a\"]\nparser = \"xml\"")
+            .expect_err("unknown parser");
+        assert!(e.to_string().contains("parser"), "{e}");
     }
 }

@@ -29,6 +29,7 @@ use crate::batch::Builder;
 use crate::checkpoint::Entry;
 use crate::file::{FileId, FileMeta, Head, Inode, K8sMeta, HEAD_BYTES};
 use crate::lock;
+use crate::parse::rules::BodyRules;
 use crate::parse::{FileParser, Flags, Record};
 use crate::stats::SourceStats;
 use crate::tasks::Critical;
@@ -110,6 +111,8 @@ pub struct Tail {
     _watcher: Option<notify::RecommendedWatcher>,
     /// The pipeline stopped taking batches.
     closed: bool,
+    /// How bodies are parsed, compiled once for every file.
+    rules: Arc<BodyRules>,
 }
 
 /// Why a tail source stopped early.
@@ -122,14 +125,20 @@ pub enum TailError {
 /// Start a tail source on its own thread.
 pub fn spawn(config: &TailConfig, cx: SourceContext, critical: &Critical) -> io::Result<Reader> {
     let name = cx.name.clone();
-    let tail = Tail::new(config.clone(), cx);
+    let rules = BodyRules::new(&config.body_keys(), Arc::clone(&cx.extra_keys)).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            e.under(&format!("sources.{name}")).to_string(),
+        )
+    })?;
+    let tail = Tail::new(config.clone(), cx, Arc::new(rules));
     spawn_reader(&name, format!("tail-{name}"), critical, move || {
         tail.run().map_err(SourceError::from)
     })
 }
 
 impl Tail {
-    pub fn new(config: TailConfig, cx: SourceContext) -> Self {
+    pub fn new(config: TailConfig, cx: SourceContext, rules: Arc<BodyRules>) -> Self {
         let absolute = |g: &String| -> String {
             if Path::new(g).is_absolute() {
                 g.clone()
@@ -161,6 +170,7 @@ impl Tail {
             wake,
             _watcher: watcher,
             closed: false,
+            rules,
             cx,
             config,
         }
@@ -357,7 +367,7 @@ impl Tail {
             meta,
             parser: FileParser::new(
                 self.config.format,
-                Arc::clone(&self.cx.extra_keys),
+                Arc::clone(&self.rules),
                 self.config.max_line_bytes as usize,
             ),
             read_pos: start,

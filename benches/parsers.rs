@@ -1,0 +1,195 @@
+//! Body parsers, one at a time, on lines of about the same length (~250
+//! bytes): the JSON body (the baseline), nginx, LTSV, logfmt, a regex, and
+//! Java stack traces through the multiline joiner. Each run feeds 10,000
+//! lines through a `FileParser` (framing `text`, or `cri` for the traces)
+//! and counts the records; criterion reports input bytes per second.
+//!
+//! `cargo bench --bench parsers`; figures in BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tidewater::parse::rules::{BodyKeys, BodyRules, ParserKind};
+use tidewater::parse::{FileParser, Flags, Format, Record};
+
+const LINES: usize = 10_000;
+
+const PATHS: [&str; 4] = [
+    "/api/v1/items",
+    "/api/v1/orders/1234",
+    "/healthz",
+    "/static/app.js",
+];
+const AGENTS: [&str; 2] = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+    "curl/8.5.0",
+];
+
+fn nginx(i: usize) -> String {
+    format!(
+        r#"10.{}.{}.{} - - [02/Dec/2026:13:{:02}:{:02} +0000] "GET {}?page={} HTTP/1.1" {} {} "https://shop.example.com/" "{}" "-" 0.{:03} 0.{:03}"#,
+        i % 256,
+        i / 256 % 256,
+        i % 7,
+        i / 60 % 60,
+        i % 60,
+        PATHS[i % 4],
+        i,
+        [200, 200, 404, 502][i % 4],
+        1000 + i % 5000,
+        AGENTS[i % 2],
+        i % 1000,
+        i % 900
+    )
+}
+
+fn json(i: usize) -> String {
+    format!(
+        r#"{{"time":"2026-12-02T13:{:02}:{:02}.{:03}Z","level":"info","msg":"request served","method":"GET","path":"{}","status":{},"bytes":{},"duration_ms":{},"user_agent":"{}","request_id":"{:016x}"}}"#,
+        i / 60 % 60,
+        i % 60,
+        i % 1000,
+        PATHS[i % 4],
+        [200, 200, 404, 502][i % 4],
+        1000 + i % 5000,
+        i % 1000,
+        AGENTS[i % 2],
+        i * 7919
+    )
+}
+
+fn ltsv(i: usize) -> String {
+    format!(
+        "time:[02/Dec/2026:22:{:02}:{:02} +0900]\thost:10.0.{}.{}\tmethod:GET\tpath:{}\tstatus:{}\tsize:{}\treferer:-\tua:{}\treqtime:0.{:03}\tapptime:0.{:03}",
+        i / 60 % 60,
+        i % 60,
+        i % 256,
+        i % 7,
+        PATHS[i % 4],
+        [200, 200, 404, 502][i % 4],
+        1000 + i % 5000,
+        AGENTS[i % 2],
+        i % 1000,
+        i % 900
+    )
+}
+
+fn logfmt(i: usize) -> String {
+    format!(
+        r#"time=2026-12-02T13:{:02}:{:02}Z level=info msg="request served" method=GET path={} status={} bytes={} duration=0.{:03}s user_agent="{}" request_id={:016x}"#,
+        i / 60 % 60,
+        i % 60,
+        PATHS[i % 4],
+        [200, 200, 404, 502][i % 4],
+        1000 + i % 5000,
+        i % 1000,
+        AGENTS[i % 2],
+        i * 7919
+    )
+}
+
+const REGEX: &str = r#"^(?P<time>\S+) (?P<level>[A-Z]+) \[(?P<thread>[^\]]+)\] (?P<logger>\S+) - (?P<message>.*?) status=(?P<status>\d+) took=(?P<took>\d+)ms$"#;
+
+fn regex_line(i: usize) -> String {
+    format!(
+        "2026-12-02T13:{:02}:{:02}.{:03}Z INFO [http-nio-8080-exec-{}] com.example.shop.web.RequestLogger - request served for {} with agent {} status={} took={}ms",
+        i / 60 % 60,
+        i % 60,
+        i % 1000,
+        i % 16,
+        PATHS[i % 4],
+        AGENTS[i % 2],
+        [200, 200, 404, 502][i % 4],
+        i % 1000
+    )
+}
+
+/// CRI lines: a log line, then every tenth record a Java trace of 12 lines.
+fn java_cri(i: usize) -> String {
+    let ts = format!("2026-12-02T13:{:02}:{:02}.{:09}Z", i / 60 % 60, i % 60, i);
+    let body = match i % 20 {
+        0..=7 => format!(
+            "2026-12-02 13:55:36.123 INFO [http-nio-8080-exec-{}] com.example.shop.web.RequestLogger - request served for {} in {} ms",
+            i % 16, PATHS[i % 4], i % 1000
+        ),
+        8 => "2026-12-02 13:55:36.123 ERROR [http-nio-8080-exec-3] com.example.shop.OrderService - order failed".into(),
+        9 => "java.lang.IllegalStateException: inventory for item 1234 is negative after the reservation".into(),
+        18 => "Caused by: java.sql.SQLException: deadlock detected while waiting for lock on orders".into(),
+        19 => "\t... 42 more".into(),
+        n => format!("\tat com.example.shop.inventory.InventoryRepository.reserve{n}(InventoryRepository.java:{})", 100 + n),
+    };
+    format!("{ts} stdout F {body}")
+}
+
+fn corpus(make: fn(usize) -> String) -> (Vec<String>, u64) {
+    let lines: Vec<String> = (0..LINES).map(make).collect();
+    let bytes = lines.iter().map(|l| l.len() as u64 + 1).sum();
+    (lines, bytes)
+}
+
+fn run(parser: &mut FileParser, lines: &[String]) -> usize {
+    let mut records = 0;
+    let mut emit = |r: &Record| {
+        black_box(r);
+        records += 1;
+    };
+    for (i, line) in lines.iter().enumerate() {
+        parser.line(line.as_bytes(), i as u64 * 256, Flags::default(), &mut emit);
+    }
+    parser.flush(&mut emit);
+    records
+}
+
+fn rules(parser: ParserKind, pattern: Option<&str>) -> Arc<BodyRules> {
+    let keys = BodyKeys {
+        parser,
+        pattern,
+        ..BodyKeys::default()
+    };
+    Arc::new(BodyRules::new(&keys, Arc::from(Vec::<String>::new())).expect("valid rules"))
+}
+
+/// A case: its name, its line generator, its parser and pattern.
+type Case = (&'static str, fn(usize) -> String, ParserKind, Option<&'static str>);
+
+fn parsers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("body");
+    let cases: [Case; 5] = [
+        ("json", json, ParserKind::Auto, None),
+        ("nginx", nginx, ParserKind::Nginx, None),
+        ("ltsv", ltsv, ParserKind::Ltsv, None),
+        ("logfmt", logfmt, ParserKind::Logfmt, None),
+        ("regex", regex_line, ParserKind::Regex, Some(REGEX)),
+    ];
+    for (name, make, kind, pattern) in cases {
+        let (lines, bytes) = corpus(make);
+        let rules = rules(kind, pattern);
+        let mut check = FileParser::new(Format::Text, Arc::clone(&rules), 1 << 20);
+        assert_eq!(
+            run(&mut check, &lines),
+            LINES,
+            "{name}: one record per line"
+        );
+        group.throughput(Throughput::Bytes(bytes));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut p = FileParser::new(Format::Text, Arc::clone(&rules), 1 << 20);
+                run(&mut p, &lines)
+            })
+        });
+    }
+    let (lines, bytes) = corpus(java_cri);
+    let rules = rules(ParserKind::Auto, None);
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("cri_text", |b| {
+        b.iter(|| {
+            let mut p = FileParser::new(Format::Cri, Arc::clone(&rules), 1 << 20);
+            run(&mut p, &lines)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parsers);
+criterion_main!(benches);
