@@ -126,3 +126,145 @@ async fn the_refresher_follows_updates_until_the_token_is_cancelled() {
     token.cancel();
     task.await.expect("joins").expect("ends cleanly");
 }
+
+mod builder {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+
+    use super::*;
+    use crate::batch::{BatchConfig, Builder};
+    use crate::file::{FileMeta, K8sMeta};
+    use crate::parse::Record;
+    use crate::schema::{ExtraColumn, ExtraType, TableSchema};
+
+    fn column(name: &str, ty: ExtraType, label: &str) -> ExtraColumn {
+        ExtraColumn {
+            name: name.into(),
+            ty,
+            from: None,
+            label: Some(label.into()),
+        }
+    }
+
+    fn strings(batch: &arrow::record_batch::RecordBatch, name: &str) -> Vec<Option<String>> {
+        let a = batch
+            .column_by_name(name)
+            .expect("column")
+            .as_string::<i32>();
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_carries_the_metadata_of_its_first_row() {
+        let mut volume = Volume::new("replicas=\"3\"\nteam=\"payments\"", "note=\"hi\"");
+        let (pod, mut refresher) = PodInfo::load(&volume.config(), volume.dir.path());
+        let columns = [
+            column("team", ExtraType::String, "team"),
+            column("replicas", ExtraType::Integer, "replicas"),
+            column("tier", ExtraType::String, "tier"),
+            column("team_id", ExtraType::Integer, "team"),
+        ];
+        let schema = TableSchema::load(None, &columns).expect("schema");
+        let mut b = Builder::new(&schema, &columns, BatchConfig::default())
+            .expect("builder")
+            .with_pod(pod);
+        let meta = FileMeta {
+            source: "app".into(),
+            path: "app.log".into(),
+            k8s: K8sMeta::default(),
+            fingerprint: 1,
+            inode_key: 1,
+        };
+        let rec = |offset| Record {
+            message: Some("hello".into()),
+            offset,
+            ..Record::default()
+        };
+        b.append(&meta, &rec(0), 0);
+        volume.update("replicas=\"4\"\nteam=\"checkout\"", "");
+        assert!(refresher.refresh());
+        b.append(&meta, &rec(6), 0);
+        let first = b.finish().expect("a batch").records;
+        b.append(&meta, &rec(12), 0);
+        let second = b.finish().expect("a batch").records;
+
+        let payments = Some(r#"{"replicas":"3","team":"payments"}"#.to_string());
+        assert_eq!(strings(&first, "labels"), [payments.clone(), payments]);
+        assert_eq!(
+            strings(&first, "annotations")[1].as_deref(),
+            Some(r#"{"note":"hi"}"#)
+        );
+        assert_eq!(
+            strings(&first, "team"),
+            [Some("payments".into()), Some("payments".into())]
+        );
+        let replicas = first.column_by_name("replicas").expect("column");
+        assert_eq!(replicas.as_primitive::<Int64Type>().value(1), 3);
+        assert_eq!(
+            strings(&first, "tier"),
+            [None, None],
+            "a label the Pod lacks"
+        );
+        // A label that does not convert: NULL and flagged, on every row.
+        assert_eq!(
+            first
+                .column_by_name("team_id")
+                .expect("column")
+                .null_count(),
+            2
+        );
+        let flags = first
+            .column_by_name("flags")
+            .expect("column")
+            .as_list::<i32>();
+        assert_eq!(
+            flags.value(1).as_string::<i32>().value(0),
+            "conversion_error"
+        );
+
+        assert_eq!(
+            strings(&second, "labels"),
+            [Some(r#"{"replicas":"4","team":"checkout"}"#.to_string())]
+        );
+        assert_eq!(strings(&second, "annotations"), [Some("{}".to_string())]);
+        assert_eq!(strings(&second, "team"), [Some("checkout".into())]);
+    }
+
+    #[test]
+    fn without_a_pod_the_columns_are_null_and_other_schemas_work() {
+        let columns = [column("team", ExtraType::String, "team")];
+        let schema = TableSchema::load(None, &columns).expect("schema");
+        let mut b = Builder::new(&schema, &columns, BatchConfig::default()).expect("builder");
+        let meta = FileMeta {
+            source: "app".into(),
+            path: "app.log".into(),
+            k8s: K8sMeta::default(),
+            fingerprint: 1,
+            inode_key: 1,
+        };
+        b.append(&meta, &Record::default(), 0);
+        let batch = b.finish().expect("a batch").records;
+        assert_eq!(strings(&batch, "labels"), [None]);
+        assert_eq!(strings(&batch, "team"), [None]);
+
+        // A schema file of the old shape, without labels and annotations.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join("old.json");
+        std::fs::write(
+            &old,
+            r#"[{"name": "timestamp", "type": "TIMESTAMP", "mode": "REQUIRED"},
+                {"name": "message", "type": "STRING"}]"#,
+        )
+        .expect("write");
+        let schema = TableSchema::load(Some(&old), &[]).expect("schema");
+        let volume = Volume::new("team=\"payments\"", "");
+        let (pod, _refresher) = PodInfo::load(&volume.config(), volume.dir.path());
+        let mut b = Builder::new(&schema, &[], BatchConfig::default())
+            .expect("builder")
+            .with_pod(pod);
+        b.append(&meta, &Record::default(), 0);
+        assert_eq!(b.finish().expect("a batch").records.num_columns(), 2);
+    }
+}
