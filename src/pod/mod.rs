@@ -256,7 +256,7 @@ impl Watched {
         if self.map.as_deref() == Some(&map) {
             return false;
         }
-        tracing::info!(file = %self.path.display(), entries = map.entries.len(), "read the Pod's {}", self.what);
+        tracing::info!(file = %self.path.display(), entries = map.entries.len(), "loaded the Pod's {}", self.what);
         self.map = Some(Arc::new(map));
         true
     }

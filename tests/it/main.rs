@@ -23,6 +23,10 @@
 //!   insertAll and the Storage Write API (Arrow), table creation, insertIds
 //!   on retries and restarts (through a recording proxy), dead letters, an
 //!   outage, a dropped table, schema checks.
+//! - `labels`: `[kubernetes]`, the Pod's labels and annotations from a
+//!   downwardAPI volume swapped like the kubelet does while `run` tails
+//!   (DuckDB's `labels->>'$.team'` on the lake), a missing volume, and both
+//!   BigQuery APIs.
 //! - `operations`: `tidewater status`, the warnings of `validate`, `/metrics`.
 //! - `packaging`: `sidecar/` manifests against the Kubernetes schemas and the
 //!   Dockerfile through hadolint.
@@ -36,6 +40,7 @@ mod config_errors;
 mod corpus;
 mod crash;
 mod full_disk;
+mod labels;
 mod object_store;
 mod operations;
 mod packaging;
