@@ -141,13 +141,20 @@ impl Refresher {
         {
             changed |= w.check();
         }
-        if changed {
-            self.pod.set(Snapshot {
-                labels: self.labels.as_ref().and_then(|w| w.map.clone()),
-                annotations: self.annotations.as_ref().and_then(|w| w.map.clone()),
-            });
+        if !changed {
+            return false;
         }
-        changed
+        self.pod.set(Snapshot {
+            labels: self.labels.as_ref().and_then(|w| w.map.clone()),
+            annotations: self.annotations.as_ref().and_then(|w| w.map.clone()),
+        });
+        // Said once the new values are what batches take.
+        for w in [&self.labels, &self.annotations].into_iter().flatten() {
+            if let (true, Some(map)) = (w.loaded, &w.map) {
+                tracing::info!(file = %w.path.display(), entries = map.entries.len(), "loaded the Pod's {}", w.what);
+            }
+        }
+        true
     }
 
     /// Check every `interval` until `shutdown`. The files are small and on
@@ -203,6 +210,8 @@ struct Watched {
     map: Option<Arc<Map>>,
     /// Whether the last check failed (the warning is logged once).
     failing: bool,
+    /// Whether the last check read a new map.
+    loaded: bool,
 }
 
 impl Watched {
@@ -213,11 +222,13 @@ impl Watched {
             seen: None,
             map: None,
             failing: false,
+            loaded: false,
         }
     }
 
     /// Re-read the file if it changed; whether its map changed.
     fn check(&mut self) -> bool {
+        self.loaded = false;
         let stamp = stamp(&self.path);
         if let (Ok(now), Some(seen)) = (&stamp, &self.seen) {
             if now == seen {
@@ -256,8 +267,8 @@ impl Watched {
         if self.map.as_deref() == Some(&map) {
             return false;
         }
-        tracing::info!(file = %self.path.display(), entries = map.entries.len(), "loaded the Pod's {}", self.what);
         self.map = Some(Arc::new(map));
+        self.loaded = true;
         true
     }
 }
