@@ -6,11 +6,17 @@
 //! one, or was skipped). That [`Batch::acks`] list is what lets the checkpoint
 //! advance once every sink has the batch.
 //!
+//! With a [`PodInfo`] (`[kubernetes]`), the `labels` and `annotations`
+//! columns and the `[[columns]]` with a `label` are filled from the Pod's
+//! metadata as it was when the batch started: the snapshot is taken once
+//! per batch, not per record.
+//!
 //! The batch limits are configured here too ([`BatchConfig`], `[batch]`),
 //! with their checks: a builder made from a config that passed
 //! [`BatchConfig::check`] flushes (at least one row, a byte limit above 0,
 //! an age that ticks).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +32,7 @@ use tidewater_sinks::config::{duration, positive_duration, size, Invalid};
 use crate::file::{FileId, FileMeta};
 use crate::parse::body::{rfc3339_micros, Scalar};
 use crate::parse::{Flags, Record};
+use crate::pod::{PodInfo, Snapshot};
 use crate::schema::{ExtraColumn, TableSchema};
 
 /// `[batch]`: when an open batch is flushed, whichever limit is reached
@@ -119,7 +126,11 @@ enum Fill {
     Offset,
     Flags,
     ParseError,
+    Labels,
+    Annotations,
     Extra(usize),
+    /// An extra column with a `label`: from the batch's [`Snapshot`].
+    Label(usize),
 }
 
 enum Col {
@@ -148,7 +159,16 @@ pub struct Builder {
     schema: SchemaRef,
     columns: Vec<(Fill, Col)>,
     extra_types: Vec<DataType>,
+    /// Per extra column: the Pod label it reads, if it is a label column.
+    extra_labels: Vec<Option<String>>,
     converted: Vec<Converted>,
+    /// The Pod's metadata, when `[kubernetes]` is configured.
+    pod: Option<PodInfo>,
+    /// Taken from `pod` when a batch gets its first row.
+    snapshot: Option<Arc<Snapshot>>,
+    /// `conversion_error` when a label column's value did not convert
+    /// (the same for every row of the batch).
+    label_flags: Flags,
     limits: BatchConfig,
     rows: usize,
     bytes: u64,
@@ -190,7 +210,10 @@ impl Builder {
                 "offset" => Fill::Offset,
                 "flags" => Fill::Flags,
                 "parse_error" => Fill::ParseError,
+                "labels" => Fill::Labels,
+                "annotations" => Fill::Annotations,
                 other => match extras.iter().position(|x| x.name == other) {
+                    Some(i) if extras[i].label.is_some() => Fill::Label(i),
                     Some(i) => Fill::Extra(i),
                     None => {
                         return Err(format!(
@@ -204,7 +227,7 @@ impl Builder {
                 Fill::Timestamp | Fill::Observed => Some(ts.clone()),
                 Fill::Offset => Some(DataType::Int64),
                 Fill::Flags => None,
-                Fill::Extra(_) => None,
+                Fill::Extra(_) | Fill::Label(_) => None,
                 _ => Some(DataType::Utf8),
             };
             let always_set = matches!(
@@ -248,7 +271,7 @@ impl Builder {
                     ))
                 }
             };
-            if let Fill::Extra(i) = from {
+            if let Fill::Extra(i) | Fill::Label(i) = from {
                 extra_types[i] = dt.clone();
             }
             columns.push((from, col));
@@ -258,6 +281,10 @@ impl Builder {
             columns,
             converted: vec![Converted::Null; extras.len()],
             extra_types,
+            extra_labels: extras.iter().map(|x| x.label.clone()).collect(),
+            pod: None,
+            snapshot: None,
+            label_flags: Flags::default(),
             limits,
             rows: 0,
             bytes: 0,
@@ -276,6 +303,37 @@ impl Builder {
         self
     }
 
+    /// Fill the Pod's labels and annotations (and the label columns) from
+    /// `pod`; without it they are NULL.
+    pub fn with_pod(mut self, pod: PodInfo) -> Self {
+        self.pod = Some(pod);
+        self
+    }
+
+    /// A batch gets its first row: take the Pod's metadata now, and convert
+    /// the label columns' values once for the whole batch.
+    fn start_batch(&mut self) {
+        let Some(pod) = &self.pod else {
+            return;
+        };
+        let snapshot = pod.current();
+        self.label_flags = Flags::default();
+        for (i, label) in self.extra_labels.iter().enumerate() {
+            let Some(label) = label else {
+                continue;
+            };
+            let value = snapshot.label(label).map(|v| Scalar::Str(Cow::Borrowed(v)));
+            self.converted[i] = match convert(value.as_ref(), &self.extra_types[i]) {
+                Ok(c) => c,
+                Err(()) => {
+                    self.label_flags.insert(Flags::CONVERSION_ERROR);
+                    Converted::Null
+                }
+            };
+        }
+        self.snapshot = Some(snapshot);
+    }
+
     /// Count `bytes` of input lines toward the `max_bytes` limit.
     pub fn note_input(&mut self, bytes: usize) {
         self.bytes += bytes as u64;
@@ -283,8 +341,15 @@ impl Builder {
 
     /// Append one record read from `meta`'s file, observed at `observed_us`.
     pub fn append(&mut self, meta: &FileMeta, rec: &Record, observed_us: i64) {
+        if self.rows == 0 {
+            self.start_batch();
+        }
         let mut flags = rec.flags;
+        flags.insert(self.label_flags);
         for (i, ty) in self.extra_types.iter().enumerate() {
+            if self.extra_labels[i].is_some() {
+                continue; // converted once per batch, in start_batch
+            }
             let value = rec.extras.get(i).and_then(Option::as_ref);
             self.converted[i] = match convert(value, ty) {
                 Ok(c) => c,
@@ -294,6 +359,7 @@ impl Builder {
                 }
             };
         }
+        let snapshot = self.snapshot.as_deref();
         for (from, col) in &mut self.columns {
             match (from, col) {
                 (Fill::Timestamp, Col::Ts(b)) => {
@@ -308,6 +374,13 @@ impl Builder {
                     b.append(true);
                 }
                 (Fill::Extra(i), col) => append_extra(col, self.converted[*i], rec.extras.get(*i)),
+                (Fill::Label(i), col) => {
+                    let label = self.extra_labels[*i].as_deref().unwrap_or_default();
+                    let value = snapshot
+                        .and_then(|s| s.label(label))
+                        .map(|v| Scalar::Str(Cow::Borrowed(v)));
+                    append_extra(col, self.converted[*i], Some(&value));
+                }
                 (from, Col::Str(b)) => {
                     let value: Option<&str> = match from {
                         Fill::Stream => rec.stream,
@@ -321,6 +394,8 @@ impl Builder {
                         Fill::Source => Some(&meta.source),
                         Fill::File => Some(&meta.path),
                         Fill::ParseError => rec.parse_error.as_deref(),
+                        Fill::Labels => snapshot.and_then(Snapshot::labels_json),
+                        Fill::Annotations => snapshot.and_then(Snapshot::annotations_json),
                         _ => None,
                     };
                     b.append_option(value);

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod notify;
 pub mod parse;
 pub mod pipeline;
+pub mod pod;
 pub mod schema;
 pub mod shutdown;
 pub mod sinks;

@@ -120,12 +120,27 @@ impl Pipeline {
         let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(SOURCE_QUEUE);
         let (critical, mut failures) = Critical::new();
 
+        // The Pod's labels and annotations ([kubernetes]), kept current by a
+        // poller until the end.
+        let pod = self.config.kubernetes.as_ref().map(|k| {
+            let (pod, refresher) = crate::pod::PodInfo::load(k, &self.base_dir);
+            critical.spawn(
+                "pod metadata refresher",
+                refresher.run(crate::pod::REFRESH_INTERVAL, stopping.clone()),
+            );
+            pod
+        });
+
         // Sources: one thread each (reading and parsing are blocking CPU work).
+        // One key per column, so that a record's extras line up with the
+        // columns; a label column's key is "" (which `check_columns` refuses
+        // as a `from`): the builder fills that column from the Pod's labels
+        // and never reads its slot, whatever a body holds under "".
         let extra_keys: Arc<[String]> = self
             .config
             .columns
             .iter()
-            .map(|c| c.key().to_string())
+            .map(|c| c.body_key().unwrap_or_default().to_string())
             .collect();
         let with_origins = self.sinks.iter().any(|(s, _)| s.wants_origins());
         let mut readers = Vec::new();
@@ -138,6 +153,9 @@ impl Pipeline {
             .map_err(|e| anyhow::anyhow!("schema: {e}"))?;
             if with_origins {
                 builder = builder.with_origins();
+            }
+            if let Some(pod) = &pod {
+                builder = builder.with_pod(pod.clone());
             }
             let cx = SourceContext {
                 name: name.clone(),

@@ -16,16 +16,21 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 use tidewater_sinks::config::Invalid;
 
-/// `[[columns]]`: a typed column filled from a key of the JSON body.
+/// `[[columns]]`: a typed column filled from a key of the JSON body, or
+/// from one of the Pod's labels (`label`, with `[kubernetes] labels_file`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtraColumn {
     pub name: String,
-    #[serde(rename = "type")]
+    /// STRING when left out.
+    #[serde(rename = "type", default)]
     pub ty: ExtraType,
     /// The JSON key to read; defaults to `name`.
     #[serde(default)]
     pub from: Option<String>,
+    /// The Pod's label to read instead of the body (not with `from`).
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 impl ExtraColumn {
@@ -33,12 +38,22 @@ impl ExtraColumn {
     pub fn key(&self) -> &str {
         self.from.as_deref().unwrap_or(&self.name)
     }
+
+    /// The body key to extract for this column: `None` for a label column,
+    /// which is filled from the Pod's labels, never from the body.
+    pub fn body_key(&self) -> Option<&str> {
+        match self.label {
+            Some(_) => None,
+            None => Some(self.key()),
+        }
+    }
 }
 
 /// Types an extracted column can have (BigQuery's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ExtraType {
+    #[default]
     String,
     Integer,
     Float,
@@ -60,6 +75,18 @@ pub fn check_columns(columns: &[ExtraColumn]) -> Result<(), Invalid> {
             return Err(Invalid::new(
                 format!("columns[{i}].name"),
                 format!("{:?} is declared twice", c.name),
+            ));
+        }
+        if c.label.is_some() && c.from.is_some() {
+            return Err(Invalid::new(
+                format!("columns[{i}].label"),
+                "a column reads either a Pod label (label) or a body key (from), not both",
+            ));
+        }
+        if c.label.as_deref() == Some("") {
+            return Err(Invalid::new(
+                format!("columns[{i}].label"),
+                "must not be empty (the label's key, e.g. \"team\" or \"app.kubernetes.io/name\")",
             ));
         }
         if c.from.as_deref() == Some("") {
@@ -141,7 +168,10 @@ impl TableSchema {
                 name: x.name.clone(),
                 ty: bigquery_type(x.ty).into(),
                 mode: "NULLABLE".into(),
-                description: Some(format!("extracted from the JSON body key {:?}", x.key())),
+                description: Some(match &x.label {
+                    Some(label) => format!("the Pod's label {label:?}"),
+                    None => format!("extracted from the JSON body key {:?}", x.key()),
+                }),
             });
         }
         let schema = Self { columns };
@@ -238,8 +268,49 @@ mod tests {
             name: "status".into(),
             ty: ExtraType::Integer,
             from: None,
+            label: None,
         }];
         let s = TableSchema::load(None, &extra).expect("loads");
         assert_eq!(s.columns.last().map(|c| c.ty.as_str()), Some("INTEGER"));
+    }
+
+    fn columns(toml_text: &str) -> Vec<ExtraColumn> {
+        #[derive(Deserialize)]
+        struct Top {
+            columns: Vec<ExtraColumn>,
+        }
+        toml::from_str::<Top>(toml_text).expect("columns").columns
+    }
+
+    #[test]
+    fn a_label_column_is_a_string_read_from_the_pod_not_the_body() {
+        let c = columns("[[columns]]\nname = \"team\"\nlabel = \"team\"\n");
+        assert_eq!(check_columns(&c), Ok(()));
+        assert_eq!(c[0].ty, ExtraType::String, "type defaults to STRING");
+        assert_eq!(c[0].body_key(), None);
+        let s = TableSchema::load(None, &c).expect("loads");
+        let team = s.columns.last().expect("appended");
+        assert_eq!((team.name.as_str(), team.ty.as_str()), ("team", "STRING"));
+        assert_eq!(
+            team.description.as_deref(),
+            Some("the Pod's label \"team\"")
+        );
+        let c = columns("[[columns]]\nname = \"status\"\ntype = \"INTEGER\"\n");
+        assert_eq!(c[0].body_key(), Some("status"));
+    }
+
+    #[test]
+    fn label_and_from_exclude_each_other() {
+        let c = columns(
+            "[[columns]]\nname = \"status\"\n\n[[columns]]\nname = \"team\"\nlabel = \"team\"\nfrom = \"team\"\n",
+        );
+        let e = check_columns(&c).expect_err("both");
+        assert_eq!(e.key, "columns[1].label");
+        assert!(e.message.contains("not both"), "{e}");
+        let c = columns("[[columns]]\nname = \"team\"\nlabel = \"\"\n");
+        assert_eq!(
+            check_columns(&c).expect_err("empty").key,
+            "columns[0].label"
+        );
     }
 }

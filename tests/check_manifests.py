@@ -94,6 +94,21 @@ if env - known:
 if workload["kind"] == "Deployment" and not {"POD_NAME", "POD_NAMESPACE"} <= env:
     fail("POD_NAME and POD_NAMESPACE do not come from the Downward API")
 
+# [kubernetes]: each file is an item of a downwardAPI volume mounted in the
+# tidewater container, with the fieldPath its column needs.
+for key, field in (("labels_file", "metadata.labels"), ("annotations_file", "metadata.annotations")):
+    want = config.get("kubernetes", {}).get(key)
+    if want is None:
+        continue
+    found = False
+    for m in tw.get("volumeMounts", []):
+        volume = next((v for v in pod.get("volumes", []) if v["name"] == m["name"]), {})
+        for item in volume.get("downwardAPI", {}).get("items", []):
+            path = m["mountPath"].rstrip("/") + "/" + item["path"]
+            found |= path == want and item.get("fieldRef", {}).get("fieldPath") == field
+    if not found:
+        fail(f"kubernetes.{key} = {want!r} is not a downwardAPI item with fieldPath {field} mounted in tidewater")
+
 print(json.dumps({
     "kind": workload["kind"],
     "namespace": workload["metadata"].get("namespace"),

@@ -67,6 +67,21 @@ impl Config {
             ));
         }
         crate::schema::check_columns(&self.columns)?;
+        if let Some(k) = &self.kubernetes {
+            k.check().map_err(|e| e.under("kubernetes"))?;
+        }
+        let labels_file = self
+            .kubernetes
+            .as_ref()
+            .and_then(|k| k.labels_file.as_ref());
+        if let Some(i) = self.columns.iter().position(|c| c.label.is_some()) {
+            if labels_file.is_none() {
+                return Err(Invalid::new(
+                    format!("columns[{i}].label"),
+                    "needs the Pod's labels: set [kubernetes] labels_file (a downwardAPI volume's metadata.labels item)",
+                ));
+            }
+        }
         for (name, source) in &self.sources {
             source
                 .check()

@@ -42,6 +42,7 @@ pub type NotifyConfig = serde::de::IgnoredAny;
 pub use crate::api::{ApiConfig, DEFAULT_API_ADDRESS};
 pub use crate::batch::BatchConfig;
 pub use crate::parse::Format;
+pub use crate::pod::KubernetesConfig;
 pub use crate::schema::{ExtraColumn, ExtraType};
 pub use crate::source::tail::{ReadFrom, TailConfig};
 use crate::source::{Reader, SourceContext};
@@ -83,6 +84,10 @@ pub struct Config {
     /// The HTTP endpoint for probes.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Sidecar mode: the Pod's own labels and annotations, from the files
+    /// of a downwardAPI volume.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesConfig>,
     /// Read by `tidewater notify`; `run` does not use it, but when present
     /// it is checked like the rest, so that `validate` covers a file shared
     /// by both commands (a build without the `amqp` feature accepts it
@@ -259,6 +264,11 @@ impl Config {
         for (name, source) in &self.sources {
             for warning in source.warnings(base_dir) {
                 out.push(warning.under(&format!("sources.{name}")).to_string());
+            }
+        }
+        if let Some(k) = &self.kubernetes {
+            for warning in k.warnings(base_dir) {
+                out.push(warning.under("kubernetes").to_string());
             }
         }
         if cfg!(not(feature = "amqp")) && self.notify.is_some() {

@@ -150,7 +150,7 @@ fn the_corpus_arrives_through_insert_all_into_a_partitioned_clustered_table() {
     probe.assert_success();
     assert!(
         probe.stdout.contains(
-            "sinks.warehouse: reachable: table test-project.logs.container_log: 16 columns"
+            "sinks.warehouse: reachable: table test-project.logs.container_log: 18 columns"
         ),
         "{}",
         probe.stdout
@@ -678,6 +678,8 @@ fn a_table_that_lacks_columns_is_reported_at_start_or_extended() {
             "pod",
             "container",
             "node",
+            "labels",
+            "annotations",
             "source",
             "file",
             "offset",

@@ -25,6 +25,10 @@
 //!   outage, a dropped table, schema checks.
 //! - `parsers`: nginx, Apache, LTSV, logfmt and regex bodies become `fields`,
 //!   times, levels and typed columns; bad parser keys are refused by name.
+//! - `labels`: `[kubernetes]`, the Pod's labels and annotations from a
+//!   downwardAPI volume swapped like the kubelet does while `run` tails
+//!   (DuckDB's `labels->>'$.team'` on the lake), a missing volume, and both
+//!   BigQuery APIs.
 //! - `operations`: `tidewater status`, the warnings of `validate`, `/metrics`.
 //! - `packaging`: `sidecar/` manifests against the Kubernetes schemas and the
 //!   Dockerfile through hadolint.
@@ -38,6 +42,7 @@ mod config_errors;
 mod corpus;
 mod crash;
 mod full_disk;
+mod labels;
 mod object_store;
 mod operations;
 mod packaging;

@@ -1088,7 +1088,7 @@ pub fn read_lake_with_pyarrow(lake: &Path) -> PyLake {
 }
 
 /// The columns every lake file must have (Arrow names of the contract).
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 17] = [
     "timestamp",
     "observed_timestamp",
     "stream",
@@ -1099,6 +1099,8 @@ pub const COLUMNS: [&str; 15] = [
     "pod",
     "container",
     "node",
+    "labels",
+    "annotations",
     "file",
     "offset",
     "flags",
