@@ -108,6 +108,9 @@ impl Builtin {
     /// The mode the open record is in after `line`, or `None` when `line`
     /// does not belong to it.
     pub(crate) fn continues(&self, mode: Mode, line: &str) -> Option<Mode> {
+        if line.starts_with('{') {
+            return None; // a JSON object is a record of its own
+        }
         match mode {
             Mode::Line | Mode::Frames => self.frame(mode, line),
             Mode::PyFrames if indented(line) => Some(Mode::PyFrames),

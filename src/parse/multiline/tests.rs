@@ -481,3 +481,22 @@ fn docker_bodies_are_joined_like_cri_ones() {
         (Some("stderr"), joined(RUBY).as_str())
     );
 }
+
+#[test]
+fn a_json_object_is_never_joined_by_the_builtin_rules() {
+    let mut f = Feed::new(Format::Cri, all_languages());
+    let json = r#"{"level":"warn","msg":"structured"}"#;
+    f.lines(&[&cri("stdout", PYTHON[1]), &cri("stdout", PYTHON[2])]);
+    let at = f.line(&cri("stdout", json));
+    let out = f.flush();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(out[0].message, joined(&PYTHON[1..3]));
+    assert_eq!(
+        (
+            out[1].offset,
+            out[1].message.as_str(),
+            out[1].level.as_deref()
+        ),
+        (at, "structured", Some("warn"))
+    );
+}
