@@ -80,11 +80,6 @@ pub(crate) struct Builtin {
     node_location: Regex,
 }
 
-/// Patterns written by hand: they compile.
-fn regex(pattern: &str) -> Result<Regex, regex::Error> {
-    Regex::new(pattern)
-}
-
 impl Builtin {
     pub(crate) fn new(languages: &[Language]) -> Result<Self, regex::Error> {
         let has = |l: Language| languages.contains(&l);
@@ -94,14 +89,14 @@ impl Builtin {
             go: has(Language::Go),
             ruby: has(Language::Ruby),
             node: has(Language::Node),
-            exception_class: regex(
+            exception_class: Regex::new(
                 r"^(?:[\p{L}_$][\w$]*\.)+[\w$]*(?:Exception|Error|Throwable|Failure)(?::\s.*)?$",
             )?,
-            omitted: regex(r"^\.\.\. \d+ (?:more|common frames omitted)")?,
-            ruby_frame: regex(r"^(?:\s+from \S.*:\d+:in [`']|\S+:\d+:in [`'][^`']*'$)")?,
-            go_line: regex(r"^(?:\S+\(.*\)|[a-z0-9]{2,6} +0x[0-9a-f]+|PC=0x.*)$")?,
-            goroutine: regex(r"^goroutine \d+ .*\]:$")?,
-            node_location: regex(r"^(?:\S+\.(?:[cm]?[jt]s|[jt]sx)|node:\S+):\d+$")?,
+            omitted: Regex::new(r"^\.\.\. \d+ (?:more|common frames omitted)")?,
+            ruby_frame: Regex::new(r"^(?:\s+from \S.*:\d+:in [`']|\S+:\d+:in [`'][^`']*'$)")?,
+            go_line: Regex::new(r"^(?:\S+\(.*\)|[a-z0-9]{2,6} +0x[0-9a-f]+|PC=0x.*)$")?,
+            goroutine: Regex::new(r"^goroutine \d+ .*\]:$")?,
+            node_location: Regex::new(r"^(?:\S+\.(?:[cm]?[jt]s|[jt]sx)|node:\S+):\d+$")?,
         })
     }
 
