@@ -151,7 +151,12 @@ fn rules(parser: ParserKind, pattern: Option<&str>) -> Arc<BodyRules> {
 }
 
 /// A case: its name, its line generator, its parser and pattern.
-type Case = (&'static str, fn(usize) -> String, ParserKind, Option<&'static str>);
+type Case = (
+    &'static str,
+    fn(usize) -> String,
+    ParserKind,
+    Option<&'static str>,
+);
 
 fn parsers(c: &mut Criterion) {
     let mut group = c.benchmark_group("body");

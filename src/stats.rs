@@ -45,6 +45,8 @@ pub struct SourceStats {
     pub rotated_closed_early: Counter,
     /// Files that were gone before they could be read (counted, never silent).
     pub files_lost: Counter,
+    /// Lines joined onto the record before them (`[sources.x.multiline]`).
+    pub multiline_joined: Counter,
 }
 
 /// What one sink counts.
@@ -82,6 +84,7 @@ struct Families {
     waiting_files: Family<Label, Gauge>,
     rotated_closed_early: Counters,
     files_lost: Counters,
+    multiline_joined: Counters,
     rows_delivered: Counters,
     rows_dead_lettered: Counters,
     batch_seconds: Family<Label, Histogram, fn() -> Histogram>,
@@ -186,6 +189,11 @@ impl Default for Stats {
                 "tidewater_source_files_lost",
                 "Files rotated away and gone before they could be read",
             ),
+            multiline_joined: counters(
+                &mut r,
+                "tidewater_source_multiline_joined_lines",
+                "Lines joined onto the record before them by multiline rules (stack traces)",
+            ),
             rows_delivered: counters(
                 &mut r,
                 "tidewater_sink_records_delivered",
@@ -232,6 +240,7 @@ impl Stats {
             waiting_files: f.waiting_files.get_or_create_owned(&l),
             rotated_closed_early: f.rotated_closed_early.get_or_create_owned(&l),
             files_lost: f.files_lost.get_or_create_owned(&l),
+            multiline_joined: f.multiline_joined.get_or_create_owned(&l),
         });
         lock(&self.sources).push(Arc::clone(&s));
         s

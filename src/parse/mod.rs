@@ -2,10 +2,12 @@
 //!
 //! A [`FileParser`] belongs to one file: it frames each line (CRI, Docker
 //! json-file, JSON, text), joins the pieces the runtime split (CRI `P`
-//! lines, Docker's 16 KiB chunks) and parses each body with the source's
-//! parser ([`rules`]: JSON, logfmt, LTSV, nginx, Apache, a regex, or
-//! none). Nothing is dropped: a line that does not parse becomes a record
-//! whose `message` is the raw text, flagged `parse_error` with the reason.
+//! lines, Docker's 16 KiB chunks), joins multi-line records such as stack
+//! traces when the source asks for it ([`multiline`]) and parses each body
+//! with the source's parser ([`rules`]: JSON, logfmt, LTSV, nginx, Apache,
+//! a regex, or none). Nothing is dropped: a line that does not parse
+//! becomes a record whose `message` is the raw text, flagged `parse_error`
+//! with the reason.
 //!
 //! Records borrow from the line (or from the parser's join buffer), so the
 //! JSON and text paths allocate nothing per line; the text parsers build
@@ -16,10 +18,12 @@ pub mod body;
 pub mod fields;
 mod format;
 mod kv;
+pub mod multiline;
 pub mod rules;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Deserialize;
 
@@ -110,6 +114,8 @@ pub struct FileParser {
     /// Per stream: a split record reached `max_record_bytes` and was emitted
     /// cut; its remaining pieces are skipped up to its final one.
     skipping: [bool; 2],
+    /// Joins multi-line records (`[sources.x.multiline]`); `None`: off.
+    multiline: Option<Box<multiline::Joiner>>,
 }
 
 const STREAMS: [&str; 2] = ["stdout", "stderr"];
@@ -122,17 +128,67 @@ impl FileParser {
             max_record_bytes,
             pending: Default::default(),
             skipping: [false; 2],
+            multiline: None,
         }
     }
 
-    /// Offset of the earliest line held back in a split record, if any: a
-    /// checkpoint must not pass it.
+    /// Join multi-line records (stack traces) by `rules`, compiled once per
+    /// source.
+    pub fn with_multiline(mut self, rules: Arc<multiline::Rules>) -> Self {
+        let joiner = multiline::Joiner::new(rules, self.max_record_bytes);
+        self.multiline = Some(Box::new(joiner));
+        self
+    }
+
+    /// Offset of the earliest line held back in a split record or an open
+    /// multiline record, if any: a checkpoint must not pass it.
     pub fn pending_offset(&self) -> Option<u64> {
-        self.pending
-            .iter()
-            .filter(|p| p.active)
-            .map(|p| p.offset)
-            .min()
+        let split = self.pending.iter().filter(|p| p.active).map(|p| p.offset);
+        let joined = self.multiline.as_ref().and_then(|j| j.offset());
+        split.chain(joined).min()
+    }
+
+    /// When the earliest open multiline record is due ([`Self::expire`]).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.multiline.as_ref()?.next_deadline(self.splitting())
+    }
+
+    /// Emit the open multiline records that waited their `timeout` for a
+    /// next line by `now`; whether any was. A stream whose split line is
+    /// still being read keeps its record: that line may continue it.
+    pub fn expire<F: FnMut(&Record)>(&mut self, now: Instant, emit: &mut F) -> bool {
+        let Some(mut joiner) = self.multiline.take() else {
+            return false;
+        };
+        let splitting = self.splitting();
+        let any = joiner.expire(now, splitting, &mut |slot, c| {
+            self.emit_chunk(slot, c, emit)
+        });
+        self.multiline = Some(joiner);
+        any
+    }
+
+    /// At shutdown: emit the open multiline records, complete as they are
+    /// (not `partial`). Split lines stay held (behind the checkpoint, read
+    /// again on the next start), and so does the multiline record of their
+    /// stream, which the rest of such a line may continue.
+    pub fn flush_multiline<F: FnMut(&Record)>(&mut self, emit: &mut F) {
+        let Some(mut joiner) = self.multiline.take() else {
+            return;
+        };
+        let splitting = self.splitting();
+        joiner.flush(splitting, &mut |slot, c| self.emit_chunk(slot, c, emit));
+        self.multiline = Some(joiner);
+    }
+
+    /// Lines joined onto the record before them since the last call.
+    pub fn take_joined_lines(&mut self) -> u64 {
+        self.multiline.as_mut().map_or(0, |j| j.take_joined())
+    }
+
+    /// Per stream: whether a split line is being read.
+    fn splitting(&self) -> [bool; 2] {
+        [self.pending[0].active, self.pending[1].active]
     }
 
     /// Parse one line (without its `\n`) read at `offset`; `emit` is called
@@ -160,42 +216,105 @@ impl FileParser {
         match format {
             Format::Cri => self.cri(&text, offset, flags, emit),
             Format::Docker => self.docker(&text, offset, flags, emit),
-            Format::Json | Format::Text | Format::Auto => {
-                let mut rec = Record {
+            format => {
+                let chunk = multiline::Chunk {
+                    text: &text,
                     offset,
+                    timestamp_us: None,
                     flags,
-                    ..Record::default()
+                    format,
+                    stack: false,
                 };
-                // `format = "json"`: the line is the body and must be an object.
-                let parser = match (format, self.rules.parser) {
-                    (Format::Json, ParserKind::Auto) => ParserKind::Json,
-                    (_, parser) => parser,
-                };
-                self.body_as(parser, &text, &mut rec);
-                emit(&rec);
+                self.complete(0, chunk, emit);
             }
         }
     }
 
     /// Emit every held-back split record, flagged `partial` (the file ended
-    /// or was truncated before their final piece).
+    /// or was truncated before their final piece), and every open multiline
+    /// record.
     pub fn flush<F: FnMut(&Record)>(&mut self, emit: &mut F) {
-        for (slot, stream) in STREAMS.iter().enumerate() {
+        for slot in 0..STREAMS.len() {
             if !self.pending[slot].active {
                 continue;
             }
             let p = std::mem::take(&mut self.pending[slot]);
-            let mut rec = Record {
-                offset: p.offset,
-                timestamp_us: p.timestamp_us,
-                stream: Some(stream),
-                flags: p.flags,
-                ..Record::default()
-            };
-            rec.flags.insert(Flags::PARTIAL);
-            self.body(&p.text, &mut rec);
-            emit(&rec);
+            let mut flags = p.flags;
+            flags.insert(Flags::PARTIAL);
+            self.framed(slot, &p.text, p.timestamp_us, p.offset, flags, emit);
         }
+        self.flush_multiline(emit);
+    }
+
+    /// A complete body of stream `slot`: into the multiline joiner when the
+    /// source has one, else a record now.
+    fn complete<F: FnMut(&Record)>(&mut self, slot: usize, chunk: multiline::Chunk, emit: &mut F) {
+        let Some(mut joiner) = self.multiline.take() else {
+            return self.emit_chunk(slot, chunk, emit);
+        };
+        joiner.push(slot, chunk, Instant::now(), &mut |slot, c| {
+            self.emit_chunk(slot, c, emit)
+        });
+        self.multiline = Some(joiner);
+    }
+
+    /// A complete CRI or Docker body (the runtime's split pieces joined).
+    fn framed<F: FnMut(&Record)>(
+        &mut self,
+        slot: usize,
+        body: &str,
+        timestamp_us: Option<i64>,
+        offset: u64,
+        flags: Flags,
+        emit: &mut F,
+    ) {
+        let chunk = multiline::Chunk {
+            text: body,
+            offset,
+            timestamp_us,
+            flags,
+            format: Format::Cri,
+            stack: false,
+        };
+        self.complete(slot, chunk, emit);
+    }
+
+    /// The record of a body on its own or of several joined: a JSON or text
+    /// line as such, a CRI or Docker body of stream `slot` through
+    /// [`Self::body`]. A joined stack trace whose body gave no level is an
+    /// `error`.
+    fn emit_chunk<F: FnMut(&Record)>(&self, slot: usize, c: multiline::Chunk, emit: &mut F) {
+        let mut rec = match c.format {
+            Format::Cri | Format::Docker => {
+                let mut rec = Record {
+                    timestamp_us: c.timestamp_us,
+                    stream: Some(STREAMS[slot]),
+                    offset: c.offset,
+                    flags: c.flags,
+                    ..Record::default()
+                };
+                self.body(c.text, &mut rec);
+                rec
+            }
+            Format::Json | Format::Text | Format::Auto => {
+                let mut rec = Record {
+                    offset: c.offset,
+                    flags: c.flags,
+                    ..Record::default()
+                };
+                // `format = "json"`: the line is the body and must be an object.
+                let parser = match (c.format, self.rules.parser) {
+                    (Format::Json, ParserKind::Auto) => ParserKind::Json,
+                    (_, parser) => parser,
+                };
+                self.body_as(parser, c.text, &mut rec);
+                rec
+            }
+        };
+        if c.stack && rec.level.is_none() {
+            rec.level = Some(Cow::Borrowed("error"));
+        }
+        emit(&rec);
     }
 
     fn cri<F: FnMut(&Record)>(&mut self, text: &str, offset: u64, flags: Flags, emit: &mut F) {
@@ -270,22 +389,12 @@ impl FileParser {
     ) {
         let slot = usize::from(stream == "stderr");
         let ts = (ts_us != i64::MIN).then_some(ts_us);
-        let stream = STREAMS[slot];
         if self.skipping[slot] {
             self.skipping[slot] = partial;
             return;
         }
         if !partial && !self.pending[slot].active {
-            let mut rec = Record {
-                timestamp_us: ts,
-                stream: Some(stream),
-                offset,
-                flags,
-                ..Record::default()
-            };
-            self.body(body, &mut rec);
-            emit(&rec);
-            return;
+            return self.framed(slot, body, ts, offset, flags, emit);
         }
         let max = self.max_record_bytes;
         let p = &mut self.pending[slot];
@@ -318,15 +427,7 @@ impl FileParser {
         // without bound nor holds the checkpoint back.
         self.skipping[slot] = partial;
         let p = std::mem::take(&mut self.pending[slot]);
-        let mut rec = Record {
-            timestamp_us: p.timestamp_us,
-            stream: Some(stream),
-            offset: p.offset,
-            flags: p.flags,
-            ..Record::default()
-        };
-        self.body(&p.text, &mut rec);
-        emit(&rec);
+        self.framed(slot, &p.text, p.timestamp_us, p.offset, p.flags, emit);
         // Keep the join buffer's allocation for the next split record.
         let mut text = p.text;
         text.clear();

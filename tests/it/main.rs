@@ -30,6 +30,10 @@
 //!   (DuckDB's `labels->>'$.team'` on the lake), a missing volume, and both
 //!   BigQuery APIs.
 //! - `operations`: `tidewater status`, the warnings of `validate`, `/metrics`.
+//! - `multiline`: stack traces of five languages interleaved on stdout and
+//!   stderr of one CRI file (split by `P` lines) arrive as one row each; a
+//!   SIGKILL while a trace is open loses no frame; the timeout and a stop
+//!   emit an open trace; bad `[multiline]` tables are refused.
 //! - `packaging`: `sidecar/` manifests against the Kubernetes schemas and the
 //!   Dockerfile through hadolint.
 //! - `config_errors`: bad configs are rejected with the key, file and line;
@@ -43,6 +47,7 @@ mod corpus;
 mod crash;
 mod full_disk;
 mod labels;
+mod multiline;
 mod object_store;
 mod operations;
 mod packaging;

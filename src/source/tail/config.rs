@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tidewater_sinks::config::{duration, positive_duration, size, Invalid};
 
+use crate::parse::multiline::MultilineConfig;
 use crate::parse::rules::{BodyKeys, BodyRules, ParserKind};
 use crate::parse::Format;
 
@@ -60,6 +61,10 @@ pub struct TailConfig {
     /// new file waits until one is (the log files stay the buffer).
     #[serde(default = "default_max_rotated_files")]
     pub max_rotated_files: usize,
+    /// `[sources.<name>.multiline]`: join stack traces (or the lines a
+    /// `start_pattern` delimits) into one record.
+    #[serde(default)]
+    pub multiline: Option<MultilineConfig>,
 }
 
 /// Where reading starts in a file seen for the first time at start-up.
@@ -119,6 +124,9 @@ impl TailConfig {
                 "max_rotated_files",
                 "expected at least 1 (a rotated file must be kept open to be read to its end)",
             ));
+        }
+        if let Some(m) = &self.multiline {
+            m.check().map_err(|e| e.under("multiline"))?;
         }
         Ok(())
     }
@@ -188,5 +196,48 @@ mod tests {
         let e = toml::from_str::<TailConfig>("include = [\"a\"]\nparser = \"xml\"")
             .expect_err("unknown parser");
         assert!(e.to_string().contains("parser"), "{e}");
+    }
+
+    #[test]
+    fn multiline_errors_name_the_key_under_multiline() {
+        let with = |table: &str| tail(&format!("include = [\"a\"]\n[multiline]\n{table}"));
+        let ok = with("languages = [\"java\", \"python\", \"go\", \"ruby\", \"node\"]");
+        assert_eq!(ok.check(), Ok(()));
+        let m = ok.multiline.as_ref().expect("a multiline table");
+        assert_eq!((m.timeout, m.max_lines), (Duration::from_secs(1), 500));
+        assert_eq!(with("start_pattern = '^\\d{4}-'").check(), Ok(()));
+        let key = |table: &str| with(table).check().expect_err(table).key;
+        assert_eq!(key("languages = []"), "multiline.languages");
+        assert_eq!(key("timeout = \"1s\""), "multiline.languages");
+        assert_eq!(
+            key("languages = [\"go\"]\nstart_pattern = '^x'"),
+            "multiline.start_pattern"
+        );
+        assert_eq!(key("start_pattern = ''"), "multiline.start_pattern");
+        assert_eq!(
+            key("languages = [\"go\"]\nmax_lines = 1"),
+            "multiline.max_lines"
+        );
+        assert_eq!(
+            key("languages = [\"go\"]\ntimeout = \"0s\""),
+            "multiline.timeout"
+        );
+        assert_eq!(
+            key("languages = [\"go\"]\ntimeout = \"400d\""),
+            "multiline.timeout"
+        );
+        let e = with("start_pattern = '^(\\d'")
+            .check()
+            .expect_err("an unclosed group");
+        assert_eq!(e.key, "multiline.start_pattern");
+        assert!(e.message.contains("unclosed group"), "{e}");
+        // A list over several lines: toml's quoted line would be `"cobol",`.
+        let table = "include = [\"a\"]\n[multiline]\nlanguages = [\n  \"java\",\n  \"cobol\",\n]";
+        let e = toml::from_str::<TailConfig>(table).expect_err("an unknown language");
+        let e = e.to_string();
+        assert!(
+            e.contains("multiline.languages: unknown variant `cobol`, expected one of `java`"),
+            "{e}"
+        );
     }
 }

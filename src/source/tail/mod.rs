@@ -30,7 +30,7 @@ use crate::checkpoint::Entry;
 use crate::file::{FileId, FileMeta, Head, Inode, K8sMeta, HEAD_BYTES};
 use crate::lock;
 use crate::parse::rules::BodyRules;
-use crate::parse::{FileParser, Flags, Record};
+use crate::parse::{multiline, FileParser, Flags, Record};
 use crate::stats::SourceStats;
 use crate::tasks::Critical;
 use notify::{RecursiveMode, Watcher};
@@ -113,6 +113,8 @@ pub struct Tail {
     closed: bool,
     /// How bodies are parsed, compiled once for every file.
     rules: Arc<BodyRules>,
+    /// `[sources.x.multiline]`, compiled once for every file.
+    multiline: Option<Arc<multiline::Rules>>,
 }
 
 /// Why a tail source stopped early.
@@ -131,7 +133,16 @@ pub fn spawn(config: &TailConfig, cx: SourceContext, critical: &Critical) -> io:
             e.under(&format!("sources.{name}")).to_string(),
         )
     })?;
-    let tail = Tail::new(config.clone(), cx, Arc::new(rules));
+    // Checked with the config: this compiles what passed the checks.
+    let multiline = match &config.multiline {
+        Some(m) => Some(multiline::Rules::new(m).map_err(|e| {
+            let e = e.under(&format!("sources.{name}.multiline"));
+            io::Error::new(io::ErrorKind::InvalidInput, e)
+        })?),
+        None => None,
+    };
+    let mut tail = Tail::new(config.clone(), cx, Arc::new(rules));
+    tail.multiline = multiline.map(Arc::new);
     spawn_reader(&name, format!("tail-{name}"), critical, move || {
         tail.run().map_err(SourceError::from)
     })
@@ -171,6 +182,7 @@ impl Tail {
             _watcher: watcher,
             closed: false,
             rules,
+            multiline: None,
             cx,
             config,
         }
@@ -193,6 +205,7 @@ impl Tail {
                     break;
                 }
             }
+            self.expire_multiline();
             if self
                 .cx
                 .builder
@@ -220,6 +233,9 @@ impl Tail {
                 if let Some(d) = self.cx.builder.deadline() {
                     wait = wait.min(d.saturating_duration_since(Instant::now()));
                 }
+                if let Some(d) = self.multiline_deadline() {
+                    wait = wait.min(d.saturating_duration_since(Instant::now()));
+                }
                 let woken = self.wake.recv_timeout(wait).is_ok();
                 if woken || last_scan.elapsed() >= self.config.glob_interval {
                     self.discover(false);
@@ -231,7 +247,9 @@ impl Tail {
             }
         }
         // Stop: hand over what is built. Split records and unfinished lines
-        // stay behind the checkpoint and are read again on the next start.
+        // stay behind the checkpoint and are read again on the next start;
+        // open multiline records are complete as they are and emitted.
+        self.flush_multiline();
         for t in &self.files {
             self.cx.builder.progress(t.id, t.safe_offset());
         }
@@ -358,6 +376,14 @@ impl Tail {
         );
         tracing::debug!(path = %path.display(), offset = start, "following file");
         self.cx.stats.open_files.inc();
+        let mut parser = FileParser::new(
+            self.config.format,
+            Arc::clone(&self.rules),
+            self.config.max_line_bytes as usize,
+        );
+        if let Some(rules) = &self.multiline {
+            parser = parser.with_multiline(Arc::clone(rules));
+        }
         self.files.push(Tailed {
             id,
             inode,
@@ -365,11 +391,7 @@ impl Tail {
             real_path: resolved.unwrap_or_else(|| path.to_path_buf()),
             file,
             meta,
-            parser: FileParser::new(
-                self.config.format,
-                Arc::clone(&self.rules),
-                self.config.max_line_bytes as usize,
-            ),
+            parser,
             read_pos: start,
             consumed: start,
             discard_from: None,

@@ -1,5 +1,6 @@
 //! Reading: blocks of a file split into lines, cut at `max_line_bytes`,
-//! parsed and appended to the source's batch.
+//! parsed and appended to the source's batch; multiline records emitted
+//! when their `timeout` passes.
 
 use super::*;
 
@@ -91,6 +92,10 @@ impl Tail {
         }
         self.cx.stats.lines.inc_by(lines);
         let t = &mut self.files[i];
+        self.cx
+            .stats
+            .multiline_joined
+            .inc_by(t.parser.take_joined_lines());
         let rest = &self.buf[pos..];
         if t.discard_from.is_some() {
             // Still inside an over-long line: its bytes are skipped.
@@ -115,6 +120,56 @@ impl Tail {
         let progress = t.safe_offset();
         self.cx.builder.progress(t.id, progress);
         Ok(n)
+    }
+}
+
+impl Tail {
+    /// Emit the multiline records that waited their `timeout` for a next
+    /// line, in files read to their end (a file with lines still to read
+    /// may hold that next line).
+    pub(super) fn expire_multiline(&mut self) {
+        if self.multiline.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let observed = now_micros();
+        for t in self.files.iter_mut().filter(|t| t.at_eof) {
+            let (meta, builder, stats) = (&t.meta, &mut self.cx.builder, &self.cx.stats);
+            let emitted = t.parser.expire(now, &mut |rec: &Record| {
+                append(builder, meta, rec, observed, stats)
+            });
+            if emitted {
+                self.cx.builder.progress(t.id, t.safe_offset());
+            }
+        }
+        if self.cx.builder.is_full() {
+            self.flush();
+        }
+    }
+
+    /// When the earliest open multiline record of a file read to its end
+    /// is due: the reader sleeps no longer.
+    pub(super) fn multiline_deadline(&self) -> Option<Instant> {
+        self.multiline.as_ref()?;
+        self.files
+            .iter()
+            .filter(|t| t.at_eof)
+            .filter_map(|t| t.parser.next_deadline())
+            .min()
+    }
+
+    /// Stopping: emit the open multiline records (see
+    /// `FileParser::flush_multiline`).
+    pub(super) fn flush_multiline(&mut self) {
+        if self.multiline.is_none() {
+            return;
+        }
+        let observed = now_micros();
+        for t in &mut self.files {
+            let (meta, builder, stats) = (&t.meta, &mut self.cx.builder, &self.cx.stats);
+            t.parser
+                .flush_multiline(&mut |rec: &Record| append(builder, meta, rec, observed, stats));
+        }
     }
 }
 
@@ -143,6 +198,7 @@ pub(super) fn finish_file(
     let meta = &t.meta;
     t.parser
         .flush(&mut |rec: &Record| append(builder, meta, rec, observed, stats));
+    stats.multiline_joined.inc_by(t.parser.take_joined_lines());
 }
 
 /// Cut a line to `max` bytes, flagging it.
