@@ -1,8 +1,9 @@
 //! Body parsers, one at a time, on lines of about the same length (~250
 //! bytes): the JSON body (the baseline), nginx, LTSV, logfmt, a regex, and
 //! Java stack traces through the multiline joiner. Each run feeds 10,000
-//! lines through a `FileParser` (framing `text`, or `cri` for the traces)
-//! and counts the records; criterion reports input bytes per second.
+//! lines through a `FileParser` (framing `text`, or `cri` for the traces,
+//! with and without `[multiline] languages = ["java"]`) and counts the
+//! records; criterion reports input bytes per second.
 //!
 //! `cargo bench --bench parsers`; figures in BENCHMARKS.md.
 
@@ -10,6 +11,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tidewater::parse::multiline::{Language, MultilineConfig, Rules};
 use tidewater::parse::rules::{BodyKeys, BodyRules, ParserKind};
 use tidewater::parse::{FileParser, Flags, Format, Record};
 
@@ -190,6 +192,23 @@ fn parsers(c: &mut Criterion) {
     group.bench_function("cri_text", |b| {
         b.iter(|| {
             let mut p = FileParser::new(Format::Cri, Arc::clone(&rules), 1 << 20);
+            run(&mut p, &lines)
+        })
+    });
+    let java = MultilineConfig {
+        languages: Some(vec![Language::Java]),
+        start_pattern: None,
+        timeout: std::time::Duration::from_secs(1),
+        max_lines: 500,
+    };
+    let java = Arc::new(Rules::new(&java).expect("valid multiline rules"));
+    let mut check = FileParser::new(Format::Cri, Arc::clone(&rules), 1 << 20)
+        .with_multiline(Arc::clone(&java));
+    assert_eq!(run(&mut check, &lines), LINES / 20 * 9, "one record per trace");
+    group.bench_function("cri_multiline_java", |b| {
+        b.iter(|| {
+            let mut p = FileParser::new(Format::Cri, Arc::clone(&rules), 1 << 20)
+                .with_multiline(Arc::clone(&java));
             run(&mut p, &lines)
         })
     });
