@@ -202,9 +202,13 @@ fn parsers(c: &mut Criterion) {
         max_lines: 500,
     };
     let java = Arc::new(Rules::new(&java).expect("valid multiline rules"));
-    let mut check = FileParser::new(Format::Cri, Arc::clone(&rules), 1 << 20)
-        .with_multiline(Arc::clone(&java));
-    assert_eq!(run(&mut check, &lines), LINES / 20 * 9, "one record per trace");
+    let mut check =
+        FileParser::new(Format::Cri, Arc::clone(&rules), 1 << 20).with_multiline(Arc::clone(&java));
+    assert_eq!(
+        run(&mut check, &lines),
+        LINES / 20 * 9,
+        "one record per trace"
+    );
     group.bench_function("cri_multiline_java", |b| {
         b.iter(|| {
             let mut p = FileParser::new(Format::Cri, Arc::clone(&rules), 1 << 20)

@@ -24,7 +24,15 @@ def main() -> None:
     )
     out = []
     for sql in statements:
-        rows = con.execute(sql.replace("'lake/**/*.parquet'", f"'{lake}/**/*.parquet'")).fetchall()
+        rel = con.sql(sql)
+        # TIMESTAMP WITH TIME ZONE values as text ('2026-12-02 13:55:00+00'):
+        # turning them into Python objects would need pytz.
+        quoted = ['"' + name.replace('"', '""') + '"' for name in rel.columns]
+        exprs = [
+            f"CAST({q} AS VARCHAR) AS {q}" if "TIME ZONE" in str(ty) else q
+            for q, ty in zip(quoted, rel.types)
+        ]
+        rows = rel.project(", ".join(exprs)).fetchall()
         out.append([list(row) for row in rows])
     json.dump(out, sys.stdout, default=str)
 

@@ -29,6 +29,8 @@
 //!   downwardAPI volume swapped like the kubelet does while `run` tails
 //!   (DuckDB's `labels->>'$.team'` on the lake), a missing volume, and both
 //!   BigQuery APIs.
+//! - `sidecar`: the README's sidecar example (nginx access log, Java traces,
+//!   Pod labels) into the lake and BigQuery, and the README's queries on both.
 //! - `operations`: `tidewater status`, the warnings of `validate`, `/metrics`.
 //! - `multiline`: stack traces of five languages interleaved on stdout and
 //!   stderr of one CRI file (split by `P` lines) arrive as one row each; a
@@ -54,4 +56,5 @@ mod packaging;
 mod parsers;
 mod rotation;
 mod services;
+mod sidecar;
 mod util;

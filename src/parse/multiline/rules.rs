@@ -107,6 +107,10 @@ impl Builtin {
             return None; // a JSON object is a record of its own
         }
         match mode {
+            // Inside a Java or Node trace, any indented line belongs to it:
+            // exception details (PostgreSQL's `  Detail: ...`), a message
+            // over several lines.
+            Mode::Frames if (self.java || self.node) && indented(line) => Some(Mode::Frames),
             Mode::Line | Mode::Frames => self.frame(mode, line),
             Mode::PyFrames if indented(line) => Some(Mode::PyFrames),
             // The first line back at the margin is the exception line.
