@@ -36,27 +36,27 @@ pub fn parse<'k, 'a: 'k>(line: &'a str, out: &mut Fields<'k, 'a>) -> Result<(), 
         .parse()
         .map_err(|_| format!("the status {status:?} is not a number"))?;
     let bytes = c.word().ok_or("expected the body size after the status")?;
-    out.push("remote_addr", Value::Str(Cow::Borrowed(remote_addr)));
+    out.push_new("remote_addr", Value::Str(Cow::Borrowed(remote_addr)));
     if ident != "-" {
-        out.push("ident", Value::Str(Cow::Borrowed(ident)));
+        out.push_new("ident", Value::Str(Cow::Borrowed(ident)));
     }
-    out.push("remote_user", Value::Str(Cow::Borrowed(remote_user)));
-    out.push("time_local", Value::Str(Cow::Borrowed(time)));
+    out.push_new("remote_user", Value::Str(Cow::Borrowed(remote_user)));
+    out.push_new("time_local", Value::Str(Cow::Borrowed(time)));
     split_request(request, out);
-    out.push("status", Value::Int(status));
+    out.push_new("status", Value::Int(status));
     if bytes != "-" {
         let n: i64 = bytes
             .parse()
             .map_err(|_| format!("the body size {bytes:?} is not a number"))?;
-        out.push("body_bytes_sent", Value::Int(n));
+        out.push_new("body_bytes_sent", Value::Int(n));
     }
     if c.at_quote() {
         let referer = c.quoted().ok_or("unterminated quoted referer")?;
-        out.push("http_referer", Value::Str(referer));
+        out.push_new("http_referer", Value::Str(referer));
         let agent = c
             .quoted()
             .ok_or("expected the quoted user agent after the referer")?;
-        out.push("http_user_agent", Value::Str(agent));
+        out.push_new("http_user_agent", Value::Str(agent));
     }
     extensions(&mut c, out);
     Ok(())
@@ -79,17 +79,17 @@ fn split<'r, 'k, 'a: 'k>(
 ) {
     let mut parts = r.splitn(2, ' ');
     let (Some(method), Some(rest)) = (parts.next(), parts.next()) else {
-        out.push("request", Value::Str(text(r)));
+        out.push_new("request", Value::Str(text(r)));
         return;
     };
     let (path, protocol) = match rest.rsplit_once(' ') {
         Some((path, proto)) if proto.starts_with("HTTP/") => (path, Some(proto)),
         _ => (rest, None),
     };
-    out.push("method", Value::Str(text(method)));
-    out.push("path", Value::Str(text(path)));
+    out.push_new("method", Value::Str(text(method)));
+    out.push_new("path", Value::Str(text(path)));
     if let Some(p) = protocol {
-        out.push("protocol", Value::Str(text(p)));
+        out.push_new("protocol", Value::Str(text(p)));
     }
 }
 
@@ -108,7 +108,7 @@ fn extensions<'k, 'a: 'k>(c: &mut Cursor<'a>, out: &mut Fields<'k, 'a>) {
         if c.at_quote() {
             let Some(v) = c.quoted() else { return };
             if quoted == 0 {
-                out.push("http_x_forwarded_for", Value::Str(v));
+                out.push_new("http_x_forwarded_for", Value::Str(v));
             }
             quoted += 1;
             continue;
@@ -126,7 +126,7 @@ fn extensions<'k, 'a: 'k>(c: &mut Cursor<'a>, out: &mut Fields<'k, 'a>) {
                 "uht" => "upstream_header_time",
                 other => other,
             };
-            out.push(key, time_value(value));
+            out.push_new(key, time_value(value));
         } else if let Some(key) = POSITIONAL.get(positional) {
             positional += 1;
             // Several upstreams: `0.001, 0.002 : 0.003`.
@@ -137,7 +137,7 @@ fn extensions<'k, 'a: 'k>(c: &mut Cursor<'a>, out: &mut Fields<'k, 'a>) {
                     None => break,
                 }
             }
-            out.push(key, time_value(value));
+            out.push_new(key, time_value(value));
         }
     }
 }
@@ -226,12 +226,12 @@ impl<'a> Cursor<'a> {
 fn closing_quote(s: &str) -> Option<usize> {
     let b = s.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i),
-            _ => i += 1,
+    while let Some(at) = memchr::memchr2(b'"', b'\\', &b[i.min(b.len())..]) {
+        i += at;
+        if b[i] == b'"' {
+            return Some(i);
         }
+        i += 2;
     }
     None
 }
@@ -278,7 +278,7 @@ mod tests {
     fn fields(line: &str) -> serde_json::Value {
         let mut f = Fields::default();
         parse(line, &mut f).expect("parses");
-        serde_json::from_str(&f.to_json()).expect("JSON")
+        serde_json::from_str(&f.to_json(0)).expect("JSON")
     }
 
     #[test]

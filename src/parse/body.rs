@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::fields::parse_time;
-use super::rules::{BodyRules, TimeKey};
+use super::rules::{BodyRules, Known};
 
 /// A JSON scalar as found in a body; objects and arrays are `Other`.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,50 +104,11 @@ struct BodySeed<'r> {
     rules: &'r BodyRules,
 }
 
-impl BodySeed<'_> {
-    fn classify(&self, key: &str) -> Known {
-        let r = self.rules;
-        if r.default_keys {
-            return match key {
-                "msg" | "message" => Known::Message,
-                "log" => Known::Log,
-                "level" | "severity" | "lvl" | "loglevel" | "log.level" => Known::Level,
-                "time" | "ts" | "timestamp" | "@timestamp" => Known::Time,
-                _ => Known::None,
-            };
-        }
-        if r.message_keys.iter().any(|k| k == key) {
-            Known::Message
-        } else if key == "log" {
-            Known::Log
-        } else if r.level_keys.iter().any(|k| k == key) {
-            Known::Level
-        } else if match &r.time_key {
-            TimeKey::Key(k) => k == key,
-            TimeKey::Default => r.time_keys().contains(&key),
-            TimeKey::None => false,
-        } {
-            Known::Time
-        } else {
-            Known::None
-        }
-    }
-}
-
 impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
     type Value = Body<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
-}
-
-#[derive(PartialEq)]
-enum Known {
-    Message,
-    Log,
-    Level,
-    Time,
-    None,
 }
 
 impl<'de> Visitor<'de> for BodySeed<'_> {
@@ -164,7 +125,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
         };
         let mut message_from_log = false;
         while let Some(CowStr(key)) = map.next_key()? {
-            let known = self.classify(&key);
+            let known = self.rules.classify(&key);
             let extra = self.rules.extra_keys.iter().position(|k| *k == key);
             if known == Known::None && extra.is_none() {
                 map.next_value::<IgnoredAny>()?;

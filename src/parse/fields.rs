@@ -8,10 +8,9 @@
 //! the hot path and needs nothing but string escaping.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use super::body::{normalize_level, rfc3339_micros, Scalar};
-use super::rules::{BodyRules, TimeKey, CLF_TIME};
+use super::rules::{BodyRules, Known, TimeKey, CLF_TIME};
 use super::{Flags, Record};
 
 /// A parsed value.
@@ -30,16 +29,33 @@ pub struct Fields<'k, 'a> {
     items: Vec<(&'k str, Value<'a>)>,
 }
 
+impl Fields<'_, '_> {
+    /// Room for the fields of a typical line (one allocation).
+    pub fn new() -> Self {
+        Self {
+            items: Vec::with_capacity(16),
+        }
+    }
+}
+
 impl<'k, 'a> Fields<'k, 'a> {
     /// Add a field; `-` means absent (as access logs write it), and a key
-    /// seen again replaces its earlier value.
+    /// seen again replaces its earlier value (logfmt, LTSV).
     pub fn push(&mut self, key: &'k str, value: Value<'a>) {
-        if matches!(&value, Value::Str(s) if s == "-") {
+        if is_dash(&value) {
             return;
         }
         match self.items.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
             None => self.items.push((key, value)),
+        }
+    }
+
+    /// [`Self::push`] for a parser whose keys cannot repeat (fixed names,
+    /// a regex's groups).
+    pub fn push_new(&mut self, key: &'k str, value: Value<'a>) {
+        if !is_dash(&value) {
+            self.items.push((key, value));
         }
     }
 
@@ -55,11 +71,16 @@ impl<'k, 'a> Fields<'k, 'a> {
     /// the rules' keys (the message is the whole line when no key has it),
     /// the extra columns, and `fields` as a JSON object.
     pub fn fill(self, line: &'a str, rules: &BodyRules, rec: &mut Record<'a>) {
-        let time = match &rules.time_key {
-            TimeKey::None => None,
-            TimeKey::Key(k) => self.get(k),
-            TimeKey::Default => rules.time_keys().iter().find_map(|k| self.get(k)),
-        };
+        let (mut time, mut message, mut log) = (None, None, None);
+        for (key, value) in &self.items {
+            match (rules.classify(key), value) {
+                (Known::Time, v) => time = Some(v),
+                (Known::Level, Value::Str(s)) => rec.level = Some(normalize_level(s)),
+                (Known::Message, Value::Str(s)) => message = Some(s),
+                (Known::Log, Value::Str(s)) => log = Some(s),
+                _ => {}
+            }
+        }
         if let Some(value) = time {
             let parsed = match value {
                 Value::Str(s) => parse_time(s, rules.time_format.as_deref()),
@@ -76,26 +97,19 @@ impl<'k, 'a> Fields<'k, 'a> {
                 None => {}
             }
         }
-        rec.level = rules.level_keys.iter().find_map(|k| match self.get(k)? {
-            Value::Str(s) => Some(normalize_level(s)),
-            _ => None,
-        });
-        let message = rules.message_keys.iter().find_map(|k| match self.get(k)? {
-            Value::Str(s) => Some(s.clone()),
-            _ => None,
-        });
-        rec.message = Some(message.unwrap_or(Cow::Borrowed(line)));
+        rec.message = Some(message.or(log).cloned().unwrap_or(Cow::Borrowed(line)));
         rec.extras = rules
             .extra_keys
             .iter()
             .map(|k| self.get(k).map(Value::to_scalar))
             .collect();
-        rec.fields = Some(Cow::Owned(self.to_json()));
+        rec.fields = Some(Cow::Owned(self.to_json(line.len())));
     }
 
-    /// The fields as one JSON object.
-    pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(16 + self.items.len() * 24);
+    /// The fields as one JSON object; `hint`: the line's length, to size
+    /// the text at once.
+    pub fn to_json(&self, hint: usize) -> String {
+        let mut out = String::with_capacity(hint + 16 + self.items.len() * 24);
         out.push('{');
         for (i, (key, value)) in self.items.iter().enumerate() {
             if i > 0 {
@@ -105,12 +119,8 @@ impl<'k, 'a> Fields<'k, 'a> {
             out.push(':');
             match value {
                 Value::Str(s) => write_json_str(&mut out, s),
-                Value::Int(n) => {
-                    let _ = write!(out, "{n}");
-                }
-                Value::Float(f) if f.is_finite() => {
-                    let _ = write!(out, "{f}");
-                }
+                Value::Int(n) => out.push_str(itoa::Buffer::new().format(*n)),
+                Value::Float(f) if f.is_finite() => out.push_str(ryu::Buffer::new().format(*f)),
                 Value::Float(_) => out.push_str("null"),
                 Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             }
@@ -118,6 +128,10 @@ impl<'k, 'a> Fields<'k, 'a> {
         out.push('}');
         out
     }
+}
+
+fn is_dash(value: &Value) -> bool {
+    matches!(value, Value::Str(s) if s == "-")
 }
 
 impl<'a> Value<'a> {
@@ -131,30 +145,75 @@ impl<'a> Value<'a> {
     }
 }
 
-/// Append `s` as a JSON string.
+/// Append `s` as a JSON string. Most values need no escape: that is
+/// checked 8 bytes at a time and the string copied whole.
 fn write_json_str(out: &mut String, s: &str) {
     out.push('"');
+    let b = s.as_bytes();
+    if !has_escape(b) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
+    let mut i = 0;
+    while i < b.len() {
+        let escape = match b[i] {
             b'"' => "\\\"",
             b'\\' => "\\\\",
             b'\n' => "\\n",
             b'\r' => "\\r",
             b'\t' => "\\t",
             0..=0x1f => "",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.push_str(&s[start..i]);
         if escape.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
+            out.push_str("\\u00");
+            out.push(char::from(b"0123456789abcdef"[usize::from(b[i] >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(b[i] & 15)]));
         } else {
             out.push_str(escape);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Whether `b` holds a byte JSON must escape, 8 bytes at a time (the
+/// tail as the last 8 bytes, overlapping: fixed-size loads only).
+fn has_escape(b: &[u8]) -> bool {
+    if b.len() < 8 {
+        return b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        if needs_escape(word(i)) {
+            return true;
+        }
+        i += 8;
+    }
+    i < b.len() && needs_escape(word(b.len() - 8))
+}
+
+/// Whether any of the 8 bytes is a quote, a backslash or below 0x20 (the classic
+/// "has a zero byte" and "has a byte less than n" word tests).
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (control | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))) != 0
 }
 
 /// A time in `format` (chrono strftime; a format without a zone is UTC),
@@ -213,13 +272,35 @@ mod tests {
         f.push("b", Value::Bool(true));
         f.push("dash", Value::Str("-".into()));
         f.push("n", Value::Int(4));
-        let json = f.to_json();
+        let json = f.to_json(0);
         assert_eq!(
             json,
             r#"{"a":"x \"q\" \\ \u0001\n","n":4,"f":0.25,"b":true}"#
         );
         let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
         assert_eq!(v["a"], "x \"q\" \\ \u{1}\n");
+    }
+
+    #[test]
+    fn escapes_are_found_in_whole_words_and_in_the_tail() {
+        for s in [
+            "",
+            "plain",
+            "exactly8",
+            "sixteen bytes ok",
+            "a\"b",
+            "0123456\"89",
+            "01234567\\9abcdef\u{1f}",
+            "x\u{0}y",
+            "tab\there and a quote \" at 22",
+            "日本語のUTF-8 with é and \u{7f}",
+        ] {
+            let mut out = String::new();
+            write_json_str(&mut out, s);
+            let back: String = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
+            assert_eq!(back, s);
+            assert_eq!(out, serde_json::to_string(s).expect("serde_json"), "{s:?}");
+        }
     }
 
     #[test]

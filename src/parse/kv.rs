@@ -127,7 +127,7 @@ mod tests {
     use super::*;
 
     fn json(f: Fields) -> serde_json::Value {
-        serde_json::from_str(&f.to_json()).expect("JSON")
+        serde_json::from_str(&f.to_json(0)).expect("JSON")
     }
 
     #[test]

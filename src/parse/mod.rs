@@ -441,7 +441,7 @@ impl FileParser {
 
     fn body_as<'a>(&self, parser: ParserKind, body: &'a str, rec: &mut Record<'a>) {
         let rules = &*self.rules;
-        let mut fields = Fields::default();
+        let mut fields = Fields::new();
         let parsed = match parser {
             ParserKind::None => {
                 rec.message = Some(Cow::Borrowed(body));
@@ -511,7 +511,7 @@ fn regex_fields<'k, 'a: 'k>(
     let caps = regex.captures(body).ok_or("it does not match pattern")?;
     for (i, name) in regex.capture_names().enumerate() {
         if let (Some(name), Some(m)) = (name, caps.get(i)) {
-            out.push(name, fields::Value::Str(Cow::Borrowed(m.as_str())));
+            out.push_new(name, fields::Value::Str(Cow::Borrowed(m.as_str())));
         }
     }
     Ok(())

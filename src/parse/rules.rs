@@ -77,6 +77,17 @@ pub enum TimeKey {
     None,
 }
 
+/// What a body key holds, for [`BodyRules::classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    Message,
+    /// `log`: the message when no message key is there (Docker-style bodies).
+    Log,
+    Level,
+    Time,
+    None,
+}
+
 /// The compiled body rules of one source, shared by its files.
 #[derive(Debug)]
 pub struct BodyRules {
@@ -168,6 +179,37 @@ impl BodyRules {
     pub fn auto(extra_keys: Arc<[String]>) -> Self {
         Self::new(&BodyKeys::default(), extra_keys)
             .unwrap_or_else(|_| unreachable!("defaults are valid"))
+    }
+
+    /// What a body key holds for tidewater (time, level, message), by the
+    /// source's keys or their defaults.
+    pub fn classify(&self, key: &str) -> Known {
+        let clf = matches!(self.parser, ParserKind::Nginx | ParserKind::Apache);
+        if self.default_keys {
+            return match key {
+                "msg" | "message" => Known::Message,
+                "log" => Known::Log,
+                "level" | "severity" | "lvl" | "loglevel" | "log.level" => Known::Level,
+                "time" | "ts" | "timestamp" | "@timestamp" if !clf => Known::Time,
+                "time_local" if clf => Known::Time,
+                _ => Known::None,
+            };
+        }
+        if self.message_keys.iter().any(|k| k == key) {
+            Known::Message
+        } else if key == "log" {
+            Known::Log
+        } else if self.level_keys.iter().any(|k| k == key) {
+            Known::Level
+        } else if match &self.time_key {
+            TimeKey::Key(k) => k == key,
+            TimeKey::Default => self.time_keys().contains(&key),
+            TimeKey::None => false,
+        } {
+            Known::Time
+        } else {
+            Known::None
+        }
     }
 
     /// Whether a time key whose value is not a time flags the record

@@ -139,16 +139,27 @@ fn text_lines_keep_the_line_and_find_the_level() {
 #[test]
 fn text_bodies_find_the_level_words_loggers_write() {
     let cases: [(&[u8], Option<&str>); 7] = [
-        (b"2026-12-02 13:55:36.123 ERROR [main] c.x.App - failed", Some("error")),
+        (
+            b"2026-12-02 13:55:36.123 ERROR [main] c.x.App - failed",
+            Some("error"),
+        ),
         (b"[WARN] disk almost full", Some("warn")),
         (b"ERROR:root:failed to load", Some("error")),
-        (b"E, [2026-12-02T13:55:36.123456 #1] ERROR -- : boom", Some("error")),
+        (
+            b"E, [2026-12-02T13:55:36.123456 #1] ERROR -- : boom",
+            Some("error"),
+        ),
         (b"2026-11-22T03:00:00Z info started", Some("info")),
         (b"an error happened in the Info panel", None),
         (b"GET /ERROR 200", None),
     ];
     for (line, level) in cases {
         let out = parse_all(Format::Text, &[line]);
-        assert_eq!(out[0].2.as_deref(), level, "{}", String::from_utf8_lossy(line));
+        assert_eq!(
+            out[0].2.as_deref(),
+            level,
+            "{}",
+            String::from_utf8_lossy(line)
+        );
     }
 }
