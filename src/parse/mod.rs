@@ -441,8 +441,7 @@ impl FileParser {
 
     fn body_as<'a>(&self, parser: ParserKind, body: &'a str, rec: &mut Record<'a>) {
         let rules = &*self.rules;
-        let mut fields = Fields::new();
-        let parsed = match parser {
+        match parser {
             ParserKind::None => {
                 rec.message = Some(Cow::Borrowed(body));
                 return;
@@ -452,6 +451,12 @@ impl FileParser {
                 return;
             }
             ParserKind::Auto | ParserKind::Json => return self.json(body, rec),
+            _ => {}
+        }
+        // Only the text parsers pay for a field list.
+        let mut fields = Fields::new();
+        let parsed = match parser {
+            ParserKind::None | ParserKind::Auto | ParserKind::Json => Ok(()),
             ParserKind::Nginx | ParserKind::Apache => access::parse(body, &mut fields),
             ParserKind::Logfmt => kv::logfmt(body, &mut fields),
             ParserKind::Ltsv => kv::ltsv(body, &mut fields),

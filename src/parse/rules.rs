@@ -104,6 +104,8 @@ pub struct BodyRules {
     pub extra_keys: Arc<[String]>,
     /// No key was configured: JSON bodies take the fast path.
     pub default_keys: bool,
+    /// nginx or apache: `time_local` is the default time key.
+    access_log: bool,
 }
 
 /// The time format of access logs (`10/Oct/2000:13:55:36 -0700`).
@@ -168,6 +170,7 @@ impl BodyRules {
             level_keys: one("level_key", keys.level_key, &LEVEL_KEYS)?,
             message_keys: one("message_key", keys.message_key, &MESSAGE_KEYS)?,
             extra_keys,
+            access_log: matches!(keys.parser, ParserKind::Nginx | ParserKind::Apache),
             default_keys: keys.time_key.is_none()
                 && keys.time_format.is_none()
                 && keys.level_key.is_none()
@@ -183,18 +186,24 @@ impl BodyRules {
 
     /// What a body key holds for tidewater (time, level, message), by the
     /// source's keys or their defaults.
+    // Called for every key of every JSON body: inlined into the body's
+    // visitor, as the literal match it replaced was.
+    #[inline(always)]
     pub fn classify(&self, key: &str) -> Known {
-        let clf = matches!(self.parser, ParserKind::Nginx | ParserKind::Apache);
         if self.default_keys {
             return match key {
                 "msg" | "message" => Known::Message,
                 "log" => Known::Log,
                 "level" | "severity" | "lvl" | "loglevel" | "log.level" => Known::Level,
-                "time" | "ts" | "timestamp" | "@timestamp" if !clf => Known::Time,
-                "time_local" if clf => Known::Time,
+                "time" | "ts" | "timestamp" | "@timestamp" if !self.access_log => Known::Time,
+                "time_local" if self.access_log => Known::Time,
                 _ => Known::None,
             };
         }
+        self.classify_configured(key)
+    }
+
+    fn classify_configured(&self, key: &str) -> Known {
         if self.message_keys.iter().any(|k| k == key) {
             Known::Message
         } else if key == "log" {
