@@ -456,7 +456,8 @@ impl FileParser {
         // Only the text parsers pay for a field list.
         let mut fields = Fields::new();
         let parsed = match parser {
-            ParserKind::None | ParserKind::Auto | ParserKind::Json => Ok(()),
+            // Returned above.
+            ParserKind::None | ParserKind::Auto | ParserKind::Json => return,
             ParserKind::Nginx | ParserKind::Apache => access::parse(body, &mut fields),
             ParserKind::Logfmt => kv::logfmt(body, &mut fields),
             ParserKind::Ltsv => kv::ltsv(body, &mut fields),

@@ -163,3 +163,41 @@ fn text_bodies_find_the_level_words_loggers_write() {
         );
     }
 }
+
+/// (timestamp, flags) of one CRI line whose body an nginx parser reads.
+fn nginx_time(time_key: Option<&str>, body: &str) -> (Option<i64>, Flags) {
+    let keys = rules::BodyKeys {
+        parser: ParserKind::Nginx,
+        time_key,
+        ..rules::BodyKeys::default()
+    };
+    let rules = Arc::new(BodyRules::new(&keys, Vec::new().into()).expect("valid"));
+    let mut p = FileParser::new(Format::Cri, rules, 1 << 20);
+    let line = format!("2026-12-02T14:00:00Z stdout F {body}");
+    let mut out = None;
+    p.line(line.as_bytes(), 0, Flags::default(), &mut |r: &Record| {
+        out = Some((r.timestamp_us, r.flags))
+    });
+    out.expect("one record")
+}
+
+#[test]
+fn a_configured_time_key_replaces_the_runtimes_time() {
+    let body = r#"10.0.0.1 - - [02/Dec/2026:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua""#;
+    let runtime = rfc3339_micros("2026-12-02T14:00:00Z");
+    let request = rfc3339_micros("2026-12-02T13:55:36Z");
+    assert_eq!(
+        nginx_time(None, body).0,
+        runtime,
+        "by default the runtime's time wins"
+    );
+    assert_eq!(nginx_time(Some("time_local"), body).0, request);
+    assert_eq!(nginx_time(Some("none"), body).0, runtime);
+    let bad = body.replace("02/Dec/2026:13:55:36 +0000", "yesterday");
+    let (time, flags) = nginx_time(Some("time_local"), &bad);
+    assert_eq!(
+        time, runtime,
+        "a time that does not parse leaves the runtime's"
+    );
+    assert!(flags.contains(Flags::CONVERSION_ERROR));
+}

@@ -8,7 +8,6 @@
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -78,25 +77,10 @@ fn append_lines(path: &Path, seqs: std::ops::Range<i64>) {
 
 /// Every row of the lake as DuckDB reads it, with the README's query shape:
 /// `[seq, labels->>'$.team', team, labels, annotations]`, ordered by seq.
-fn duckdb_rows(lake: &Path) -> Vec<Vec<Value>> {
-    let script = r#"
-import json, sys, duckdb
-rows = duckdb.sql(f"""
-    SELECT CAST(fields->>'$.seq' AS BIGINT) AS seq, labels->>'$.team', team,
-           labels, annotations
-    FROM read_parquet('{sys.argv[1]}/**/*.parquet') ORDER BY seq""").fetchall()
-print(json.dumps([list(r) for r in rows]))
-"#;
-    let out = Command::new(python())
-        .args(["-c", script, path_str(lake)])
-        .output()
-        .expect("run python with duckdb");
-    assert!(
-        out.status.success(),
-        "duckdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON rows")
+fn duckdb_rows(sandbox: &Sandbox) -> Vec<Vec<Value>> {
+    let sql = "SELECT CAST(fields->>'$.seq' AS BIGINT) AS seq, labels->>'$.team', team, \
+               labels, annotations FROM logs ORDER BY seq";
+    duckdb(sandbox, &sandbox.lake(), &[sql]).remove(0)
 }
 
 /// A JSON column's text, parsed.
@@ -132,7 +116,7 @@ fn labels_follow_a_kubelet_update_without_a_restart() {
     run.signal("TERM");
     run.finish(Duration::from_secs(20)).assert_success();
 
-    let rows = duckdb_rows(&sandbox.lake());
+    let rows = duckdb_rows(&sandbox);
     assert_eq!(rows.len(), 10, "{rows:?}");
     for row in &rows {
         let seq = row[0].as_i64().expect("seq");
@@ -214,7 +198,7 @@ fn labels_are_null_while_the_volume_is_missing_then_read_when_it_appears() {
     run.signal("TERM");
     run.finish(Duration::from_secs(20)).assert_success();
 
-    let rows = duckdb_rows(&sandbox.lake());
+    let rows = duckdb_rows(&sandbox);
     assert_eq!(rows.len(), 5);
     for row in &rows {
         if row[0].as_i64() < Some(3) {

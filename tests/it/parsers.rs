@@ -56,22 +56,6 @@ fn config() -> String {
     .concat()
 }
 
-/// Rows of `sql` over the lake (view `logs`), through DuckDB.
-pub fn duckdb(sandbox: &Sandbox, statements: &[&str]) -> Vec<Vec<Vec<Value>>> {
-    let out = std::process::Command::new(python())
-        .arg(project_file("tests/duckdb_query.py"))
-        .arg(sandbox.lake())
-        .args(statements)
-        .output()
-        .expect("run tests/duckdb_query.py (bash scripts/test.sh installs duckdb)");
-    assert!(
-        out.status.success(),
-        "duckdb_query.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("duckdb_query.py prints JSON")
-}
-
 #[test]
 fn access_logs_ltsv_logfmt_and_regex_become_fields() {
     let sandbox = Sandbox::new();
@@ -93,7 +77,7 @@ fn access_logs_ltsv_logfmt_and_regex_become_fields() {
         "only the nginx error-log line"
     );
 
-    let rows = |sql: &str| duckdb(&sandbox, &[sql]).remove(0);
+    let rows = |sql: &str| duckdb(&sandbox, &sandbox.lake(), &[sql]).remove(0);
     let one = |source: &str, path: &str, columns: &str| -> Vec<Value> {
         let mut r = rows(&format!(
             "SELECT {columns} FROM logs WHERE source = '{source}' AND (fields->>'$.path') = '{path}'"

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{json, Value};
 
@@ -112,19 +111,8 @@ fn the_readme_queries_answer_on_the_lake_and_on_bigquery() {
         "the README's sidecar queries"
     );
 
-    let out = Command::new(python())
-        .arg(project_file("tests/duckdb_query.py"))
-        .arg(sandbox.path("lake-sidecar"))
-        .args(&duckdb)
-        .current_dir(sandbox.root())
-        .output()
-        .expect("run tests/duckdb_query.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Vec<Vec<Value>>> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let duckdb: Vec<&str> = duckdb.iter().map(String::as_str).collect();
+    let results = crate::util::duckdb(&sandbox, &sandbox.path("lake-sidecar"), &duckdb);
     let counted: BTreeMap<(String, String, i64), i64> = results[0]
         .iter()
         .map(|r| {

@@ -1145,3 +1145,23 @@ pub fn parse_lake_key(key: &Path) -> (String, String, String, String, String) {
         parts[4].clone(),
     )
 }
+
+/// The rows of each SQL statement over the lake at `lake` (the view
+/// `logs`; relative paths in the SQL resolve against the sandbox, as the
+/// README's queries do against the working directory), through DuckDB
+/// (`tests/duckdb_query.py`), independently of the Rust code.
+pub fn duckdb(sandbox: &Sandbox, lake: &Path, statements: &[&str]) -> Vec<Vec<Vec<Value>>> {
+    let out = std::process::Command::new(python())
+        .arg(project_file("tests/duckdb_query.py"))
+        .arg(lake)
+        .args(statements)
+        .current_dir(sandbox.root())
+        .output()
+        .expect("run tests/duckdb_query.py (bash scripts/test.sh installs duckdb)");
+    assert!(
+        out.status.success(),
+        "duckdb_query.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("duckdb_query.py prints JSON")
+}
