@@ -28,6 +28,7 @@ pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod pod;
+pub mod redact;
 pub mod schema;
 pub mod shutdown;
 pub mod sinks;
