@@ -1,56 +1,132 @@
-//! `when` conditions: which records become error events.
+//! `when` and `drop` conditions: which rows a sink receives (a sink's
+//! `when`), which rows a source throws away (a source's `drop`).
 //!
-//! A condition is comparisons joined by `and` / `or` (`and` binds tighter):
+//! A condition is comparisons `FIELD OP VALUE` joined by `and` / `or`;
+//! `and` binds tighter than `or`, there are no parentheses, and `and` / `or`
+//! may be written in any case:
 //!
 //! ```text
 //! level >= "error"
 //! level >= "warn" and message =~ "timeout|refused"
 //! namespace == "payments" or level == "fatal"
+//! fields.status >= 500 and fields.http.method == "POST"
+//! labels.team == "payments" and labels."app.kubernetes.io/name" != "canary"
 //! ```
 //!
-//! Fields: `level`, `message`, `namespace`, `pod`, `container`, `node`,
-//! `stream`. Operators: `==`, `!=`, `=~` (regex), `!~`, and for `level` also
-//! `<`, `<=`, `>`, `>=` in the order trace < debug < info < warn < error <
-//! fatal. A record without the field never matches, except with `!=`/`!~`.
+//! # Fields
+//!
+//! - A column of the table, by its name: `level`, `message`, `namespace`,
+//!   `status`, `source`, … Names are letters, digits and `_`. A name that is
+//!   not a column of the table is an error when the configuration is
+//!   checked, and so is a timestamp or list column: they do not compare.
+//! - A key of a JSON column, after a dot: `fields.status`, `labels.team`,
+//!   `annotations.owner`. The column (`fields`, `labels`, `annotations`)
+//!   holds a JSON object as text; further dots go into nested objects:
+//!   `fields.http.method` is `"GET"` in `{"http": {"method": "GET"}}`. A key
+//!   is letters, digits, `_` and `-`; a key with any other character is
+//!   quoted: `labels."app.kubernetes.io/name"`.
+//!
+//! # Values
+//!
+//! - Text, quoted with `"` or `'`. Inside, `\"`, `\'` and `\\` stand for the
+//!   quote and the backslash; any other `\x` is kept as it is, so regexes
+//!   such as `"\d+"` need no doubling.
+//! - Numbers, unquoted, in decimal with an optional sign, fraction and
+//!   exponent: `500`, `-1`, `2.5`, `1e3`.
+//!
+//! # Operators
+//!
+//! - `==`, `!=` with a number compare numbers: the row's value equals the
+//!   number when it is an integer or float column, a JSON number, or text
+//!   that is a number as above (`"500"`, as the logfmt parser writes it; not
+//!   `" 500"`), of the same value: `fields.status == 200` matches `200`,
+//!   `200.0` and `"200"`. A row's value that is not a number is not equal
+//!   to it (it matches `!=`).
+//! - `==`, `!=` with quoted text compare the row's value as text: text as
+//!   it is, a number as JSON writes it (`200`, `2.5`; a float keeps its
+//!   `.0`: `200.0`), a boolean as `true` / `false`, a JSON object or array
+//!   as compact JSON.
+//! - `=~`, `!~`: the quoted regex (the `regex` crate's syntax) is found
+//!   anywhere in the value as text; anchor it with `^…$` to match the whole.
+//! - `<`, `<=`, `>`, `>=` on `level` compare levels, with a quoted level, in
+//!   the order trace < debug < info < warn < error < fatal; a row whose level
+//!   is none of these never matches. On any other field they compare
+//!   numbers: the value is an unquoted number (`fields.status >= 500`), and
+//!   a row's value that is not a number (as above) never matches.
+//!
+//! # Missing values
+//!
+//! A row's value is missing when the column is NULL or not in the batch;
+//! for a key, also when the column's text is not a JSON object (invalid
+//! JSON included), when the object has no such key (or a step of the path
+//! is not an object), and when the key's value is `null`. A missing value
+//! matches only `!=` and `!~`.
+
+mod eval;
+mod json;
+mod parse;
 
 use std::fmt;
 
-use regex::Regex;
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::datatypes::{DataType, Schema};
 
-use crate::event::level_rank;
+use eval::Test;
 
 /// A parsed condition: any of its `and`-groups matches. Printed (`Display`)
 /// in the canonical syntax, which parses back to an equal condition.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Condition {
     any: Vec<Vec<Comparison>>,
+    /// The JSON columns the comparisons read keys of, and which keys.
+    json: Vec<json::Plan>,
+}
+
+/// Conditions are equal when their comparisons are.
+impl PartialEq for Condition {
+    fn eq(&self, other: &Self) -> bool {
+        self.any == other.any
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Comparison {
+    /// The field in canonical form: the column, then `.key`s, quoted where
+    /// needed.
     field: String,
+    column: String,
+    /// Keys into the column's JSON; empty for the column itself.
+    path: Vec<String>,
     op: Op,
-    /// The value as written (unescaped).
-    value: String,
+    value: Value,
     test: Test,
+    /// Where the field starts in the parsed text: byte offset, and 1-based
+    /// column in characters.
+    offset: usize,
+    at: usize,
+    /// For a JSON path: which of the condition's [`json::Plan`]s, and the
+    /// path's slot in it.
+    json: Option<(usize, usize)>,
 }
 
 /// Comparisons are equal when they are written the same (the compiled
 /// test follows from field, operator and value).
 impl PartialEq for Comparison {
     fn eq(&self, other: &Self) -> bool {
-        self.field == other.field && self.op == other.op && self.value == other.value
+        self.column == other.column
+            && self.path == other.path
+            && self.op == other.op
+            && self.value == other.value
     }
 }
 
-#[derive(Debug, Clone)]
-enum Test {
-    Eq(String),
-    Ne(String),
-    Matches(Regex),
-    NotMatches(Regex),
-    /// `level` compared by rank: the record's rank must be in this range.
-    Rank(std::ops::Range<usize>),
+/// A comparison's value as written.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    /// Quoted text, unescaped.
+    Text(String),
+    /// An unquoted number literal, as written.
+    Number(String),
 }
 
 /// A comparison operator.
@@ -91,20 +167,14 @@ impl Op {
             Op::Lt => "<",
         }
     }
+
+    /// `<`, `<=`, `>`, `>=`.
+    fn orders(self) -> bool {
+        matches!(self, Op::Ge | Op::Le | Op::Gt | Op::Lt)
+    }
 }
 
-/// The fields a condition may name.
-pub const FIELDS: [&str; 7] = [
-    "level",
-    "message",
-    "namespace",
-    "pod",
-    "container",
-    "node",
-    "stream",
-];
-
-/// Why a condition does not parse, and where.
+/// Why a condition does not parse, or does not fit a table; and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("column {column}: {message}")]
 pub struct WhenError {
@@ -116,77 +186,197 @@ pub struct WhenError {
 }
 
 impl Condition {
-    /// Parse `text`; the error says what is wrong and where.
-    ///
-    /// `and` and `or` may be written in any case (`AND`, `Or`); values are
-    /// quoted with `"` or `'`, and inside them `\"`, `\'` and `\\` stand for
-    /// the quote and the backslash (any other `\x` is kept as it is, so
-    /// regexes such as `"\d+"` need no doubling).
+    /// Parse `text`; the error says what is wrong and where. Any field name
+    /// is accepted: [`Condition::check_fields`] checks them against a table.
     pub fn parse(text: &str) -> Result<Self, WhenError> {
-        let tokens = tokenize(text);
-        let err = |offset: usize, message: String| WhenError {
-            column: text[..offset].chars().count() + 1,
-            offset,
-            message,
-        };
-        let end = text.len();
-        if tokens.is_empty() {
-            return Err(err(
-                end,
-                "empty condition: expected FIELD OP \"VALUE\", as in level >= \"error\"".into(),
-            ));
-        }
-        let mut any = Vec::new();
-        let mut all = Vec::new();
-        let mut i = 0;
-        loop {
-            all.push(parse_comparison(text, &tokens, &mut i, &err)?);
-            match tokens.get(i) {
-                None => {
-                    any.push(std::mem::take(&mut all));
-                    break;
-                }
-                Some(Token {
-                    kind: Kind::Word(w),
-                    ..
-                }) if w.eq_ignore_ascii_case("and") => {}
-                Some(Token {
-                    kind: Kind::Word(w),
-                    ..
-                }) if w.eq_ignore_ascii_case("or") => any.push(std::mem::take(&mut all)),
-                Some(Token {
-                    kind: Kind::Bad(e), ..
-                }) => return Err(e.clone()),
-                Some(t) => {
-                    return Err(err(
-                        t.start,
-                        format!(
-                            "expected `and`, `or` or the end after a comparison, found {}",
-                            t.describe(text)
-                        ),
-                    ))
-                }
-            }
-            i += 1;
-            if i == tokens.len() {
-                return Err(err(
-                    end,
-                    format!(
-                        "expected a comparison after `{}`",
-                        &text[tokens[i - 1].start..tokens[i - 1].end]
-                    ),
-                ));
-            }
-        }
-        Ok(Self { any })
+        parse::parse(text).map(Self::new)
     }
 
-    /// Whether a record matches; `get` returns a field's value.
-    pub fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
-        self.any
-            .iter()
-            .any(|all| all.iter().all(|c| c.test.holds(get(&c.field))))
+    fn new(mut any: Vec<Vec<Comparison>>) -> Self {
+        let mut json: Vec<json::Plan> = Vec::new();
+        for c in any.iter_mut().flatten() {
+            c.json = None;
+            if c.path.is_empty() {
+                continue;
+            }
+            let plan = match json.iter().position(|p| p.column == c.column) {
+                Some(p) => p,
+                None => {
+                    json.push(json::Plan::new(&c.column));
+                    json.len() - 1
+                }
+            };
+            c.json = Some((plan, json[plan].insert(&c.path)));
+        }
+        Self { any, json }
     }
+
+    /// The fields compared, in canonical form (as [`Display`](fmt::Display)
+    /// prints them: `level`, `fields.http.method`,
+    /// `labels."app.kubernetes.io/name"`), in the order written, repeats
+    /// included.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.any.iter().flatten().map(|c| c.field.as_str())
+    }
+
+    /// The columns the condition reads (a JSON path's column once), in the
+    /// order first written.
+    pub fn columns(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for c in self.any.iter().flatten() {
+            if !out.contains(&c.column.as_str()) {
+                out.push(&c.column);
+            }
+        }
+        out
+    }
+
+    /// Whether every field can be read from a table of `schema`: a plain
+    /// name is a column of a type that compares (text, integer, float,
+    /// boolean), a dotted path's first name a text (JSON) column. The error
+    /// points at the field in the condition's text and lists the columns.
+    pub fn check_fields(&self, schema: &Schema) -> Result<(), WhenError> {
+        for c in self.any.iter().flatten() {
+            let err = |message: String| WhenError {
+                column: c.at,
+                offset: c.offset,
+                message,
+            };
+            let have = || {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                if names.is_empty() {
+                    "the table has no columns".to_string()
+                } else {
+                    format!("the table has columns: {}", names.join(", "))
+                }
+            };
+            let Ok(column) = schema.field_with_name(&c.column) else {
+                return Err(err(if c.path.is_empty() {
+                    format!("unknown field {:?}; {}", c.column, have())
+                } else {
+                    format!(
+                        "{} is a key of the JSON column {:?}, which the table does not have; {}",
+                        c.field,
+                        c.column,
+                        have()
+                    )
+                }));
+            };
+            let ty = column.data_type();
+            let text = matches!(
+                ty,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            );
+            if !c.path.is_empty() {
+                if !text {
+                    return Err(err(format!(
+                        "{}: the column {:?} is {}, not JSON text: only a text column has keys",
+                        c.field,
+                        c.column,
+                        describe(ty)
+                    )));
+                }
+                continue;
+            }
+            match ty {
+                _ if text => {}
+                DataType::Int64 | DataType::Float64 | DataType::Boolean
+                    if matches!(c.test, Test::Rank(_)) =>
+                {
+                    return Err(err(format!(
+                        "{} {} compares level names, but {:?} is {}",
+                        c.op.as_str(),
+                        c.value,
+                        c.column,
+                        describe(ty)
+                    )))
+                }
+                DataType::Boolean if c.op.orders() => {
+                    return Err(err(format!(
+                        "{} compares numbers, but {:?} is a boolean column; write {} == \"true\"",
+                        c.op.as_str(),
+                        c.column,
+                        c.field
+                    )))
+                }
+                DataType::Int64 | DataType::Float64 | DataType::Boolean => {}
+                _ => {
+                    return Err(err(format!(
+                        "field {:?}: cannot compare {}",
+                        c.column,
+                        describe(ty)
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Which rows of `batch` match: true where a row does, never null.
+    /// Columns are found by name; one that `batch` lacks is missing in every
+    /// row.
+    pub fn evaluate(&self, batch: &RecordBatch) -> BooleanArray {
+        eval::evaluate(self, batch)
+    }
+
+    /// Whether one record matches; `get` returns a column's value as text
+    /// (a JSON column's JSON text, for keys of it). Numbers are compared by
+    /// parsing the text. For batches, [`Condition::evaluate`] is faster.
+    pub fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        eval::matches(self, get)
+    }
+}
+
+/// A column type in words, for errors.
+fn describe(ty: &DataType) -> String {
+    match ty {
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
+            "a timestamp column".into()
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
+            "a list column".into()
+        }
+        DataType::Int64 => "an integer column".into(),
+        DataType::Float64 => "a float column".into(),
+        DataType::Boolean => "a boolean column".into(),
+        other => format!("a column of type {other}"),
+    }
+}
+
+/// Whether a key is written without quotes.
+fn plain_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A field in canonical form: `column.key."other key"`.
+fn field_text(column: &str, path: &[String]) -> String {
+    let mut out = column.to_string();
+    for key in path {
+        out.push('.');
+        if plain_key(key) {
+            out.push_str(key);
+        } else {
+            out.push_str(&quoted(key));
+        }
+    }
+    out
+}
+
+/// `text` in double quotes, `"` and `\` escaped.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 impl fmt::Display for Condition {
@@ -208,270 +398,17 @@ impl fmt::Display for Condition {
 
 impl fmt::Display for Comparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} \"", self.field, self.op.as_str())?;
-        for c in self.value.chars() {
-            if c == '"' || c == '\\' {
-                f.write_str("\\")?;
-            }
-            write!(f, "{c}")?;
-        }
-        f.write_str("\"")
+        write!(f, "{} {} {}", self.field, self.op.as_str(), self.value)
     }
 }
 
-impl Test {
-    fn holds(&self, value: Option<&str>) -> bool {
-        match (self, value) {
-            (Test::Eq(want), Some(v)) => v == want,
-            (Test::Ne(want), v) => v != Some(want.as_str()),
-            (Test::Matches(re), Some(v)) => re.is_match(v),
-            (Test::NotMatches(re), v) => !v.is_some_and(|v| re.is_match(v)),
-            (Test::Rank(range), Some(v)) => level_rank(v).is_some_and(|r| range.contains(&r)),
-            _ => false,
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Text(text) => f.write_str(&quoted(text)),
+            Value::Number(literal) => f.write_str(literal),
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Kind {
-    /// A field name or `and` / `or`.
-    Word(String),
-    Op(Op),
-    /// A quoted value, unescaped.
-    Value(String),
-    /// What could not be read; the last token. Reported only if the parser
-    /// gets this far, so that errors come in the order of the text.
-    Bad(WhenError),
-}
-
-#[derive(Debug, Clone)]
-struct Token {
-    kind: Kind,
-    /// Byte offsets in the text.
-    start: usize,
-    end: usize,
-}
-
-impl Token {
-    fn describe(&self, text: &str) -> String {
-        format!("`{}`", &text[self.start..self.end])
-    }
-}
-
-fn tokenize(text: &str) -> Vec<Token> {
-    let err = |offset: usize, message: String| WhenError {
-        column: text[..offset].chars().count() + 1,
-        offset,
-        message,
-    };
-    let bad = |tokens: &mut Vec<Token>, e: WhenError| {
-        tokens.push(Token {
-            start: e.offset,
-            end: text.len(),
-            kind: Kind::Bad(e),
-        });
-    };
-    let mut tokens = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some(&(start, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
-        if c.is_ascii_alphanumeric() || c == '_' {
-            let mut end = start;
-            while let Some(&(at, c)) = chars.peek() {
-                if !(c.is_ascii_alphanumeric() || c == '_') {
-                    break;
-                }
-                end = at + c.len_utf8();
-                chars.next();
-            }
-            tokens.push(Token {
-                kind: Kind::Word(text[start..end].to_string()),
-                start,
-                end,
-            });
-            continue;
-        }
-        if c == '"' || c == '\'' {
-            let quote = c;
-            chars.next();
-            let mut value = String::new();
-            let mut end = None;
-            while let Some((at, c)) = chars.next() {
-                if c == '\\' {
-                    match chars.peek() {
-                        Some(&(_, next)) if next == '\\' || next == '"' || next == '\'' => {
-                            value.push(next);
-                            chars.next();
-                        }
-                        _ => value.push('\\'),
-                    }
-                } else if c == quote {
-                    end = Some(at + 1);
-                    break;
-                } else {
-                    value.push(c);
-                }
-            }
-            let Some(end) = end else {
-                bad(
-                    &mut tokens,
-                    err(
-                        start,
-                        format!("the value starting here has no closing {c} (write \\{c} for a {c} inside it)"),
-                    ),
-                );
-                break;
-            };
-            tokens.push(Token {
-                kind: Kind::Value(value),
-                start,
-                end,
-            });
-            continue;
-        }
-        let rest = &text[start..];
-        if let Some(op) = Op::ALL.into_iter().find(|op| rest.starts_with(op.as_str())) {
-            let end = start + op.as_str().len();
-            while chars.peek().is_some_and(|&(at, _)| at < end) {
-                chars.next();
-            }
-            tokens.push(Token {
-                kind: Kind::Op(op),
-                start,
-                end,
-            });
-            continue;
-        }
-        let hint = match c {
-            '=' => " (did you mean ==?)",
-            '!' => " (did you mean != or !~?)",
-            '&' => " (write and)",
-            '|' => " (write or)",
-            '(' | ')' => " (parentheses are not supported: and binds tighter than or)",
-            _ => "",
-        };
-        bad(&mut tokens, err(start, format!("unexpected {c:?}{hint}")));
-        break;
-    }
-    tokens
-}
-
-/// One `FIELD OP "VALUE"` from `tokens[*i..]`, leaving `*i` after it.
-fn parse_comparison(
-    text: &str,
-    tokens: &[Token],
-    i: &mut usize,
-    err: &impl Fn(usize, String) -> WhenError,
-) -> Result<Comparison, WhenError> {
-    let shape = || {
-        format!(
-            "expected FIELD OP \"VALUE\" with OP one of {}",
-            Op::ALL.map(Op::as_str).join(" ")
-        )
-    };
-    let field_token = &tokens[*i];
-    let field = match &field_token.kind {
-        Kind::Word(w) => w.clone(),
-        Kind::Bad(e) => return Err(e.clone()),
-        _ => {
-            return Err(err(
-                field_token.start,
-                format!("{}, found {}", shape(), field_token.describe(text)),
-            ))
-        }
-    };
-    if !FIELDS.contains(&field.as_str()) {
-        return Err(err(
-            field_token.start,
-            format!(
-                "unknown field {field:?}; expected one of {}",
-                FIELDS.join(", ")
-            ),
-        ));
-    }
-    let op = match tokens.get(*i + 1) {
-        Some(Token {
-            kind: Kind::Op(op), ..
-        }) => *op,
-        Some(Token {
-            kind: Kind::Bad(e), ..
-        }) => return Err(e.clone()),
-        Some(t) => {
-            return Err(err(
-                t.start,
-                format!("{} after {field}, found {}", shape(), t.describe(text)),
-            ))
-        }
-        None => return Err(err(text.len(), format!("{} after {field}", shape()))),
-    };
-    let op_token = &tokens[*i + 1];
-    let value = match tokens.get(*i + 2) {
-        Some(Token {
-            kind: Kind::Value(v),
-            ..
-        }) => v.clone(),
-        Some(Token {
-            kind: Kind::Bad(e), ..
-        }) => return Err(e.clone()),
-        Some(t) => {
-            return Err(err(
-                t.start,
-                format!(
-                    "the value must be quoted, as in level >= \"error\"; found {}",
-                    t.describe(text)
-                ),
-            ))
-        }
-        None => {
-            return Err(err(
-                text.len(),
-                format!("expected a quoted value after {field} {}", op.as_str()),
-            ))
-        }
-    };
-    let value_start = tokens[*i + 2].start;
-    *i += 3;
-    let regex = |v: &str| Regex::new(v).map_err(|e| err(value_start, format!("bad regex: {e}")));
-    let rank = |v: &str| {
-        if field != "level" {
-            return Err(err(
-                op_token.start,
-                format!(
-                    "{} compares levels; use == != =~ !~ for {field}",
-                    op.as_str()
-                ),
-            ));
-        }
-        level_rank(v).ok_or_else(|| {
-            err(
-                value_start,
-                format!(
-                    "unknown level {v:?}; expected one of {}",
-                    crate::event::LEVELS.join(", ")
-                ),
-            )
-        })
-    };
-    let levels = crate::event::LEVELS.len();
-    let test = match op {
-        Op::Eq => Test::Eq(value.clone()),
-        Op::Ne => Test::Ne(value.clone()),
-        Op::Matches => Test::Matches(regex(&value)?),
-        Op::NotMatches => Test::NotMatches(regex(&value)?),
-        Op::Ge => Test::Rank(rank(&value)?..levels),
-        Op::Gt => Test::Rank(rank(&value)? + 1..levels),
-        Op::Le => Test::Rank(0..rank(&value)? + 1),
-        Op::Lt => Test::Rank(0..rank(&value)?),
-    };
-    Ok(Comparison {
-        field,
-        op,
-        value,
-        test,
-    })
 }
 
 #[cfg(test)]
