@@ -40,8 +40,10 @@ use crate::tasks::{Critical, LOG_EVERY};
 pub struct Dispatched {
     pub id: BatchId,
     pub batch: SinkBatch,
-    /// Returned to the budget when the last sink drops the batch.
-    pub memory: Option<Reservation>,
+    /// Returned to the budget when the last sink drops the batch (each
+    /// sink may get its own selection of the rows; they share the source
+    /// batch's reservation).
+    pub memory: Option<Arc<Reservation>>,
 }
 
 /// The queue a sink's workers share.

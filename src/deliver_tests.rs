@@ -185,7 +185,7 @@ impl Harness {
                 records,
                 origins: Arc::new([]),
             },
-            memory: self.budget.try_reserve(64 << 10),
+            memory: self.budget.try_reserve(64 << 10).map(Arc::new),
         };
         let queue = self.queue.as_ref().expect("not finished");
         queue.send(Arc::new(item)).await.expect("queue open");

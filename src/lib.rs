@@ -1,9 +1,10 @@
 //! tidewater: tails container logs, parses them, batches them into Arrow and
 //! delivers them to a Parquet data lake, at least once.
 //!
-//! Data flows one way — [`source`] → [`parse`] → [`batch`] → sinks
-//! (`tidewater-sinks`) — and acknowledgements flow back through [`ack`] to
-//! [`checkpoint`]; [`pipeline`] wires the stages together.
+//! Data flows one way — [`source`] → [`parse`] → [`batch`] (masked by
+//! [`redact`]) → [`route`] → sinks (`tidewater-sinks`) — and
+//! acknowledgements flow back through [`ack`] to [`checkpoint`];
+//! [`pipeline`] wires the stages together.
 //!
 //! Imports between these modules form no cycle (`scripts/check-imports.py`
 //! checks it): the types several stages share are in leaves ([`file`] for
@@ -29,6 +30,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod pod;
 pub mod redact;
+pub mod route;
 pub mod schema;
 pub mod shutdown;
 pub mod sinks;

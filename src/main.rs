@@ -83,6 +83,10 @@ enum Command {
         /// Include the extra columns and schema file of this configuration.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// The table of this sink of the configuration: the global columns
+        /// plus its inputs' own (`[[sources.<name>.columns]]`).
+        #[arg(long, requires = "config")]
+        sink: Option<String>,
     },
 }
 
@@ -161,6 +165,11 @@ fn main() -> ExitCode {
                     eprintln!("warning: {warning}");
                 }
                 println!("config OK: {}", config.display());
+                if let Ok(routes) = loaded.routes() {
+                    for (name, sink) in &routes.sinks {
+                        println!("  sinks.{name} receives {}", sink.describe());
+                    }
+                }
                 if connect {
                     return match connect_sinks(&loaded) {
                         Ok(true) => ExitCode::SUCCESS,
@@ -175,7 +184,11 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
-        Command::Schema { format, config } => match print_schema(format, config.as_deref()) {
+        Command::Schema {
+            format,
+            config,
+            sink,
+        } => match print_schema(format, config.as_deref(), sink.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -290,15 +303,34 @@ fn spawn_progress(stats: Arc<Stats>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn print_schema(format: SchemaFormat, config: Option<&Path>) -> anyhow::Result<()> {
-    let (path, extra) = match config {
-        Some(c) => {
+fn print_schema(
+    format: SchemaFormat,
+    config: Option<&Path>,
+    sink: Option<&str>,
+) -> anyhow::Result<()> {
+    let schema = match (config, sink) {
+        (Some(c), Some(sink)) => {
             let config = Config::load(c)?;
-            (config.schema.clone(), config.columns.clone())
+            let mut routes = config.routes()?;
+            let Some(plan) = routes.sinks.remove(sink) else {
+                let names: Vec<&String> = config.sinks.keys().collect();
+                anyhow::bail!(
+                    "--sink {sink:?}: no such sink in {} (its sinks: {names:?})",
+                    c.display()
+                );
+            };
+            plan.schema
         }
-        None => (None, Vec::new()),
+        (Some(c), None) => {
+            let config = Config::load(c)?;
+            let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
+            if config.routes()?.sinks.values().any(|s| s.schema != schema) {
+                eprintln!("note: this is the table before the sources' own columns; a sink's table may have more: see --sink NAME");
+            }
+            schema
+        }
+        _ => TableSchema::load(None, &[])?,
     };
-    let schema = TableSchema::load(path.as_deref(), &extra)?;
     match format {
         SchemaFormat::Bigquery => println!("{}", schema.to_bigquery_json()),
         SchemaFormat::Arrow => {

@@ -37,7 +37,7 @@ use crate::health::Health;
 use crate::lock;
 use crate::memory::MemoryBudget;
 use crate::metrics::{Metrics, QueueDepth};
-use crate::schema::TableSchema;
+use crate::route::Routes;
 use crate::shutdown::{CancellationToken, StopSignals};
 use crate::source::SourceContext;
 use crate::stats::Stats;
@@ -64,7 +64,7 @@ pub struct Pipeline {
     config: Config,
     base_dir: PathBuf,
     data_dir: PathBuf,
-    schema: TableSchema,
+    routes: Routes,
     sinks: Vec<(Arc<dyn Sink>, usize)>,
     _lock: std::fs::File,
 }
@@ -81,23 +81,22 @@ impl Pipeline {
         let Some(lock) = crate::data_dir::lock(&data_dir, config.lock_wait)? else {
             return Ok(None);
         };
-        let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
-        // Fail now, not in a reader thread, if the schema cannot be filled.
-        Builder::new(&schema, &config.columns, config.batch.clone())
-            .map_err(|e| anyhow::anyhow!("schema: {e}"))?;
-        let sinks = crate::sinks::build(&config, &schema, base_dir, &data_dir).await?;
+        // Loading the configuration checked the routes: this builds them
+        // again (the schema file is read again, relative to this process).
+        let routes = config.routes().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sinks = crate::sinks::build(&config, &routes, base_dir, &data_dir).await?;
         Ok(Some(Self {
             config,
             base_dir: base_dir.to_path_buf(),
             data_dir,
-            schema,
+            routes,
             sinks,
             _lock: lock,
         }))
     }
 
     /// Run until the sources end (`once`) or a signal stops them.
-    pub async fn run(self, once: bool, stats: Arc<Stats>) -> anyhow::Result<Ending> {
+    pub async fn run(mut self, once: bool, stats: Arc<Stats>) -> anyhow::Result<Ending> {
         let health = Arc::new(Health::new(
             self.sinks.iter().map(|(s, _)| Arc::clone(s)).collect(),
         ));
@@ -131,26 +130,16 @@ impl Pipeline {
             pod
         });
 
-        // Sources: one thread each (reading and parsing are blocking CPU work).
-        // One key per column, so that a record's extras line up with the
-        // columns; a label column's key is "" (which `check_columns` refuses
-        // as a `from`): the builder fills that column from the Pod's labels
-        // and never reads its slot, whatever a body holds under "".
-        let extra_keys: Arc<[String]> = self
-            .config
-            .columns
-            .iter()
-            .map(|c| c.body_key().unwrap_or_default().to_string())
-            .collect();
+        // Sources: one thread each (reading and parsing are blocking CPU
+        // work), each building batches in its own table, masking and
+        // dropping by its own rules.
         let with_origins = self.sinks.iter().any(|(s, _)| s.wants_origins());
         let mut readers = Vec::new();
         for (name, source) in &self.config.sources {
-            let mut builder = Builder::new(
-                &self.schema,
-                &self.config.columns,
-                self.config.batch.clone(),
-            )
-            .map_err(|e| anyhow::anyhow!("schema: {e}"))?;
+            let plan = &self.routes.sources[name];
+            let mut builder = Builder::new(&plan.schema, &plan.columns, self.config.batch.clone())
+                .map_err(|e| anyhow::anyhow!("sources.{name}: {e}"))?
+                .for_source(name, plan.drop.clone(), plan.redactor.clone());
             if with_origins {
                 builder = builder.with_origins();
             }
@@ -160,7 +149,7 @@ impl Pipeline {
             let cx = SourceContext {
                 name: name.clone(),
                 base_dir: self.base_dir.clone(),
-                extra_keys: Arc::clone(&extra_keys),
+                extra_keys: plan.body_keys(),
                 builder,
                 batches: batch_tx.clone(),
                 checkpoints: Arc::clone(&checkpoints),
@@ -181,6 +170,7 @@ impl Pipeline {
         let mut queues = Vec::new();
         let mut depths: Vec<(String, QueueDepth)> = Vec::new();
         let staged = Staged::default();
+        let mut routes = Vec::new();
         for (sink, concurrency) in &self.sinks {
             let (tx, rx) = mpsc::channel::<Arc<Dispatched>>(1);
             let weak = tx.downgrade();
@@ -192,10 +182,17 @@ impl Pipeline {
                 }),
             ));
             let queue: Queue = Arc::new(tokio::sync::Mutex::new(rx));
+            let sink_stats = stats.sink(sink);
+            let plan = self
+                .routes
+                .sinks
+                .remove(sink.name())
+                .context("a built sink has a route")?;
+            routes.push((plan, Arc::clone(&sink_stats)));
             let worker = Worker {
                 sink: Arc::clone(sink),
                 tracker: Arc::clone(&tracker),
-                stats: stats.sink(sink),
+                stats: sink_stats,
                 staged: staged.clone(),
                 data_dir: self.data_dir.clone(),
                 critical: critical.clone(),
@@ -223,31 +220,37 @@ impl Pipeline {
             critical.spawn("api server", crate::api::serve(listener, observed));
         }
 
-        // Dispatcher: register each batch, then offer it to every sink.
+        // Dispatcher: register each batch, then offer each sink the rows it
+        // receives (its inputs, its `when`); a sink with no row of the
+        // batch acknowledges it at once.
         let dispatch_tracker = Arc::clone(&tracker);
         let dispatcher = critical.spawn("dispatcher", async move {
             while let Some(batch) = batch_rx.recv().await {
-                let rows = batch.records.num_rows();
                 let id = lock(&dispatch_tracker).register(batch.acks);
-                if rows == 0 {
-                    // Only progress (skipped empty lines): nothing to deliver.
-                    let mut t = lock(&dispatch_tracker);
-                    for _ in 0..queues.len() {
-                        t.ack(id);
-                    }
-                    continue;
-                }
-                let item = Arc::new(Dispatched {
-                    id,
-                    batch: SinkBatch {
-                        id: batch.id,
-                        records: batch.records,
-                        origins: batch.origins.into(),
-                    },
-                    memory: batch.memory,
-                });
-                for q in &queues {
-                    if q.send(Arc::clone(&item)).await.is_err() {
+                let origins: Arc<[tidewater_sinks::RowOrigin]> = batch.origins.into();
+                let memory = batch.memory.map(Arc::new);
+                for (q, (plan, stats)) in queues.iter().zip(&routes) {
+                    let rows = if batch.records.num_rows() == 0 || !plan.receives(&batch.source) {
+                        None
+                    } else {
+                        let selected = plan.select(&batch.records, &origins);
+                        stats.rows_filtered.inc_by(selected.filtered);
+                        selected.rows
+                    };
+                    let Some((records, origins)) = rows else {
+                        lock(&dispatch_tracker).ack(id);
+                        continue;
+                    };
+                    let item = Arc::new(Dispatched {
+                        id,
+                        batch: SinkBatch {
+                            id: batch.id.clone(),
+                            records,
+                            origins,
+                        },
+                        memory: memory.clone(),
+                    });
+                    if q.send(item).await.is_err() {
                         return Ok(());
                     }
                 }

@@ -61,6 +61,13 @@ pub enum ExtraType {
     Timestamp,
 }
 
+impl ExtraType {
+    /// The type's name in BigQuery (and in the configuration).
+    pub fn bigquery_name(self) -> &'static str {
+        bigquery_type(self)
+    }
+}
+
 /// The `columns` array's checks that serde cannot make; keys are
 /// `columns[<i>].<key>`, relative to the top level where `columns` is.
 pub fn check_columns(columns: &[ExtraColumn]) -> Result<(), Invalid> {

@@ -10,6 +10,7 @@ use arrow::datatypes::SchemaRef;
 use tidewater_sinks::{Sink, SinkComponent, SinkContext, SinkError};
 
 use crate::config::Config;
+use crate::route::Routes;
 use crate::schema::TableSchema;
 
 /// Columns of the bundled schema that are nearly unique per row: Parquet
@@ -26,19 +27,20 @@ const PLAIN_COLUMNS: &[&str] = &[
 /// A built sink and how many batches it takes at once.
 pub type Built = (Arc<dyn Sink>, usize);
 
-/// Build every sink of `config`, in name order. A sink that cannot work
-/// (a bad key, a BigQuery table that cannot take the rows) stops the start
-/// with the sink's name; an unreachable destination does not.
+/// Build every sink of `config`, in name order, each for its own table
+/// (`routes`). A sink that cannot work (a bad key, a BigQuery table that
+/// cannot take the rows) stops the start with the sink's name; an
+/// unreachable destination does not.
 pub async fn build(
     config: &Config,
-    schema: &TableSchema,
+    routes: &Routes,
     base_dir: &Path,
     data_dir: &Path,
 ) -> anyhow::Result<Vec<Built>> {
-    let shared = Shared::new(config, schema);
     let mut sinks = Vec::new();
     for (name, sink) in &config.sinks {
         let component = sink.component();
+        let shared = Shared::new(config, &routes.sinks[name].schema);
         let built = component
             .build(&shared.context(name, base_dir, data_dir))
             .await
@@ -55,11 +57,11 @@ pub async fn probe(
     config: &Config,
     base_dir: &Path,
 ) -> anyhow::Result<Vec<(String, Result<String, SinkError>)>> {
-    let schema = TableSchema::load(config.schema.as_deref(), &config.columns)?;
-    let shared = Shared::new(config, &schema);
+    let routes = config.routes().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = Vec::new();
     for (name, sink) in &config.sinks {
         let component: &dyn SinkComponent = sink.component();
+        let shared = Shared::new(config, &routes.sinks[name].schema);
         // No data dir: a probe must not touch a running instance's state.
         let cx = shared.context(name, base_dir, Path::new(""));
         let timeout = component.healthcheck_timeout();
@@ -72,7 +74,7 @@ pub async fn probe(
     Ok(out)
 }
 
-/// What every sink of a configuration is built with.
+/// What a sink of a configuration is built with.
 struct Shared {
     arrow: SchemaRef,
     bigquery_schema: String,

@@ -47,12 +47,18 @@ pub struct SourceStats {
     pub files_lost: Counter,
     /// Lines joined onto the record before them (`[sources.x.multiline]`).
     pub multiline_joined: Counter,
+    /// Records the source's `drop` removed.
+    pub dropped: Counter,
+    /// Records `[[redact]]` changed.
+    pub redacted: Counter,
 }
 
 /// What one sink counts.
 pub struct SinkStats {
     pub rows_delivered: Counter,
     pub rows_dead_lettered: Counter,
+    /// Records of the sink's inputs that its `when` left out.
+    pub rows_filtered: Counter,
     /// Seconds from a batch's first delivery attempt to its acknowledgement
     /// (retries and, for staged rows, the wait until they are durable).
     pub batch_seconds: Histogram,
@@ -85,8 +91,11 @@ struct Families {
     rotated_closed_early: Counters,
     files_lost: Counters,
     multiline_joined: Counters,
+    dropped: Counters,
+    redacted: Counters,
     rows_delivered: Counters,
     rows_dead_lettered: Counters,
+    rows_filtered: Counters,
     batch_seconds: Family<Label, Histogram, fn() -> Histogram>,
 }
 
@@ -117,6 +126,24 @@ pub struct Summary {
     pub rows_delivered: u64,
     pub rows_dead_lettered: u64,
     pub sink_retries: u64,
+    /// Records the sources' `drop` removed.
+    #[serde(default)]
+    pub records_dropped: u64,
+    /// Records `[[redact]]` changed.
+    #[serde(default)]
+    pub records_redacted: u64,
+    /// Per sink: what it acknowledged, dead-lettered, and what its `when`
+    /// left out.
+    #[serde(default)]
+    pub sinks: std::collections::BTreeMap<String, SinkSummary>,
+}
+
+/// One sink's part of the [`Summary`].
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct SinkSummary {
+    pub delivered: u64,
+    pub dead_lettered: u64,
+    pub filtered: u64,
 }
 
 impl Default for Stats {
@@ -194,6 +221,21 @@ impl Default for Stats {
                 "tidewater_source_multiline_joined_lines",
                 "Lines joined onto the record before them by multiline rules (stack traces)",
             ),
+            dropped: counters(
+                &mut r,
+                "tidewater_source_records_dropped",
+                "Records removed by the source's drop condition (the checkpoint moves past them)",
+            ),
+            redacted: counters(
+                &mut r,
+                "tidewater_source_records_redacted",
+                "Records whose text [[redact]] masked",
+            ),
+            rows_filtered: counters(
+                &mut r,
+                "tidewater_sink_records_filtered",
+                "Records of a sink's inputs that its when condition left out (the checkpoint moves past them)",
+            ),
             rows_delivered: counters(
                 &mut r,
                 "tidewater_sink_records_delivered",
@@ -241,6 +283,8 @@ impl Stats {
             rotated_closed_early: f.rotated_closed_early.get_or_create_owned(&l),
             files_lost: f.files_lost.get_or_create_owned(&l),
             multiline_joined: f.multiline_joined.get_or_create_owned(&l),
+            dropped: f.dropped.get_or_create_owned(&l),
+            redacted: f.redacted.get_or_create_owned(&l),
         });
         lock(&self.sources).push(Arc::clone(&s));
         s
@@ -253,6 +297,7 @@ impl Stats {
         let s = Arc::new(SinkStats {
             rows_delivered: f.rows_delivered.get_or_create_owned(&l),
             rows_dead_lettered: f.rows_dead_lettered.get_or_create_owned(&l),
+            rows_filtered: f.rows_filtered.get_or_create_owned(&l),
             batch_seconds: f.batch_seconds.get_or_create_owned(&l),
             sink: Arc::clone(sink),
         });
@@ -302,6 +347,19 @@ impl Stats {
             rows_delivered: snk(|s| &s.rows_delivered),
             rows_dead_lettered: snk(|s| &s.rows_dead_lettered),
             sink_retries: sinks.iter().map(|s| s.sink.health().failed_total()).sum(),
+            records_dropped: src(|s| &s.dropped),
+            records_redacted: src(|s| &s.redacted),
+            sinks: sinks
+                .iter()
+                .map(|s| {
+                    let counts = SinkSummary {
+                        delivered: s.rows_delivered.get(),
+                        dead_lettered: s.rows_dead_lettered.get(),
+                        filtered: s.rows_filtered.get(),
+                    };
+                    (s.sink.name().to_string(), counts)
+                })
+                .collect(),
         }
     }
 }

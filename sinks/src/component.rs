@@ -69,6 +69,13 @@ pub trait SinkComponent: Send + Sync {
     /// Batches the sink may be given at the same time.
     fn concurrency(&self) -> usize;
 
+    /// The sink's `when` when the configuration leaves it out (`None`:
+    /// every record its inputs produce). The condition is applied before
+    /// the sink sees a batch: a sink receives only the rows it is for.
+    fn default_when(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether the sink buffers data of its own (row groups, upload parts)
     /// and so takes a share of `memory_limit` for it.
     fn buffers_in_memory(&self) -> bool {

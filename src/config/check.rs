@@ -123,16 +123,18 @@ impl Config {
 
     /// What needs the schema: it loads (the bundled one, or the file,
     /// relative to the working directory as for `run`), every column can
-    /// be filled, and the key and table templates name columns it has.
+    /// be filled, the routing builds (`inputs`, `when`, `drop`, the
+    /// sources' columns, `[[redact]]`), and each sink's key and table
+    /// templates name columns of its own table.
     fn check_schema(&self) -> Result<(), Invalid> {
         let schema = crate::schema::TableSchema::load(self.schema.as_deref(), &self.columns)
             .map_err(|e| Invalid::new("schema", e.to_string()))?;
         crate::batch::Builder::new(&schema, &self.columns, self.batch.clone())
             .map_err(|e| Invalid::new("schema", e))?;
-        let arrow = schema.arrow();
+        let routes = self.routes()?;
         for (name, sink) in &self.sinks {
             sink.component()
-                .check_schema(&arrow)
+                .check_schema(routes.sinks[name].arrow())
                 .map_err(|invalid| invalid.under(&format!("sinks.{name}")))?;
         }
         Ok(())

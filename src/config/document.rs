@@ -65,6 +65,41 @@ pub(super) fn deserialize_document<'i, T: Deserialize<'i>>(
     })
 }
 
+/// Take the routing keys (`keys`) out of every table of the top-level
+/// table `kind` (`sources` or `sinks`), and read them as `T`, by the
+/// name of their table. The tables keep every other key, for their type
+/// to read; a table without the keys gets `T::default()`.
+pub(super) fn take_keys<'i, T: Deserialize<'i> + Default>(
+    root: &mut toml::Spanned<toml::de::DeTable<'i>>,
+    kind: &str,
+    keys: &[&str],
+    text: &str,
+    path: &Path,
+) -> Result<std::collections::BTreeMap<String, T>, ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(tables) = root.get_mut().get_mut(kind) else {
+        return Ok(out);
+    };
+    let toml::de::DeValue::Table(tables) = tables.get_mut() else {
+        return Ok(out); // not a table: reading the document says so
+    };
+    for (name, table) in tables.iter_mut() {
+        let span = table.span();
+        let toml::de::DeValue::Table(table) = table.get_mut() else {
+            continue;
+        };
+        let mut taken = toml::de::DeTable::new();
+        for key in keys {
+            if let Some((k, v)) = table.remove_entry(*key) {
+                taken.insert(k, v);
+            }
+        }
+        let value = deserialize_document(toml::Spanned::new(span, taken), text, path)?;
+        out.insert(name.get_ref().to_string(), value);
+    }
+    Ok(out)
+}
+
 fn substitute_table(
     table: &mut toml::de::DeTable<'_>,
     prefix: &str,

@@ -28,7 +28,7 @@ mod notify;
 mod tests;
 
 pub use check::MAX_DURATION;
-use document::{deserialize_document, parse_document};
+use document::{deserialize_document, parse_document, take_keys};
 #[cfg(feature = "amqp")]
 pub use notify::NotifyConfig;
 /// `[notify]` in a build without `tidewater notify` (no `amqp` feature):
@@ -43,6 +43,8 @@ pub use crate::api::{ApiConfig, DEFAULT_API_ADDRESS};
 pub use crate::batch::BatchConfig;
 pub use crate::parse::Format;
 pub use crate::pod::KubernetesConfig;
+pub use crate::redact::RedactConfig;
+pub use crate::route::{Routes, Routing, SinkRoute, SourceRoute};
 pub use crate::schema::{ExtraColumn, ExtraType};
 pub use crate::source::tail::{ReadFrom, TailConfig};
 use crate::source::{Reader, SourceContext};
@@ -72,9 +74,13 @@ pub struct Config {
     /// BigQuery-style JSON schema file; the bundled `container_log` when absent.
     #[serde(default)]
     pub schema: Option<PathBuf>,
-    /// Typed columns extracted from JSON bodies, added to the schema.
+    /// Typed columns extracted from JSON bodies, added to the schema of
+    /// every source (a source's own are `[[sources.<name>.columns]]`).
     #[serde(default)]
     pub columns: Vec<ExtraColumn>,
+    /// `[[redact]]`: masks applied to what leaves the process.
+    #[serde(default)]
+    pub redact: Vec<RedactConfig>,
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
     #[serde(default)]
@@ -94,6 +100,10 @@ pub struct Config {
     /// unread, and `validate` says so).
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
+    /// The routing keys of every source and sink (`drop`, `columns`,
+    /// `inputs`, `when`), taken out of their tables when the file is read.
+    #[serde(skip)]
+    pub routing: Routing,
 }
 
 /// A source, selected by its `type`.
@@ -250,8 +260,20 @@ impl Config {
 
     /// Parse configuration text; `path` is only used in messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let root = parse_document(text, path, None)?;
-        let config: Config = deserialize_document(root, text, path)?;
+        let mut root = parse_document(text, path, None)?;
+        let sources = take_keys(&mut root, "sources", SourceRoute::KEYS, text, path)?;
+        let sinks = take_keys(&mut root, "sinks", SinkRoute::KEYS, text, path)?;
+        let mut config: Config = deserialize_document(root, text, path)?;
+        config.routing = Routing { sources, sinks };
+        for name in config.sources.keys() {
+            config.routing.sources.entry(name.clone()).or_default();
+        }
+        for (name, sink) in &config.sinks {
+            let route = config.routing.sinks.entry(name.clone()).or_default();
+            if route.when.is_none() {
+                route.when = sink.component().default_when().map(String::from);
+            }
+        }
         config.check(path)?;
         Ok(config)
     }
@@ -306,6 +328,21 @@ impl Config {
             .filter(|s| s.component().buffers_in_memory())
             .count() as u64;
         self.memory_limit / 2 / buffering.max(1)
+    }
+
+    /// Every source's and sink's table and routing, compiled (a loaded
+    /// configuration's routes build: loading checks them).
+    pub fn routes(&self) -> Result<Routes, Invalid> {
+        let tables = crate::route::Tables {
+            schema: self.schema.as_deref(),
+            columns: &self.columns,
+            redact: &self.redact,
+            has_labels: self
+                .kubernetes
+                .as_ref()
+                .is_some_and(|k| k.labels_file.is_some()),
+        };
+        Routes::build(tables, &self.routing)
     }
 
     /// What each sink's keys are checked against.

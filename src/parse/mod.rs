@@ -48,13 +48,16 @@ impl Flags {
     /// An extra column's value, or the record's time under `time_key` /
     /// `time_format`, did not convert to its type (it stays in `fields`).
     pub const CONVERSION_ERROR: Flags = Flags(16);
+    /// `[[redact]]` masked part of the record's text (or the Pod's labels).
+    pub const REDACTED: Flags = Flags(32);
 
-    const NAMES: [(Flags, &'static str); 5] = [
+    const NAMES: [(Flags, &'static str); 6] = [
         (Flags::TRUNCATED, "truncated"),
         (Flags::INVALID_UTF8, "invalid_utf8"),
         (Flags::PARSE_ERROR, "parse_error"),
         (Flags::PARTIAL, "partial"),
         (Flags::CONVERSION_ERROR, "conversion_error"),
+        (Flags::REDACTED, "redacted"),
     ];
 
     pub fn contains(self, other: Flags) -> bool {

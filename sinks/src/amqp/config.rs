@@ -11,7 +11,6 @@ use serde::Deserialize;
 use super::{open_connection, redact_url, AmqpSink};
 use crate::component::{Limits, SinkComponent, SinkContext};
 use crate::config::{duration, placeholders, positive_duration, Invalid};
-use crate::when::Condition;
 use crate::{Sink, SinkError};
 
 /// `[sinks.<name>]` with `type = "amqp"`: error events to RabbitMQ.
@@ -26,9 +25,6 @@ pub struct AmqpSinkConfig {
     /// `{node}`, `{level}`; dots inside values become `_`.
     #[serde(default = "default_routing_key")]
     pub routing_key: String,
-    /// Which records become events (see the README).
-    #[serde(default = "default_when")]
-    pub when: String,
     /// Keys of the JSON body copied into each event's `fields`.
     #[serde(default)]
     pub fields: Vec<String>,
@@ -50,9 +46,8 @@ pub struct AmqpSinkConfig {
 fn default_routing_key() -> String {
     "{namespace}.{container}.{level}".into()
 }
-fn default_when() -> String {
-    "level >= \"error\"".into()
-}
+/// Which records become events when the sink's `when` is left out.
+pub const DEFAULT_WHEN: &str = "level >= \"error\"";
 /// The binding of a declared queue when none is configured: every event.
 pub fn default_binding_key() -> String {
     "#".into()
@@ -97,9 +92,6 @@ impl AmqpSinkConfig {
 #[async_trait]
 impl SinkComponent for AmqpSinkConfig {
     fn check(&self, _: &Limits) -> Result<(), Invalid> {
-        if let Err(e) = Condition::parse(&self.when) {
-            return Err(Invalid::new("when", e.to_string()));
-        }
         check_url("url", &self.url)?;
         check_name("exchange", &self.exchange, 255)?;
         if self.routing_key.len() > 255 {
@@ -130,6 +122,11 @@ impl SinkComponent for AmqpSinkConfig {
     /// One publisher: the events of a source stay in order.
     fn concurrency(&self) -> usize {
         1
+    }
+
+    /// Error events: records at `error` and above.
+    fn default_when(&self) -> Option<&'static str> {
+        Some(DEFAULT_WHEN)
     }
 
     async fn build(&self, cx: &SinkContext<'_>) -> Result<Arc<dyn Sink>, SinkError> {

@@ -1,6 +1,8 @@
 //! Error events to RabbitMQ (AMQP 0-9-1, `lapin`).
 //!
-//! Records that match the `when` condition become [`ErrorEvent`]s, published
+//! Every record the sink receives (those its `when` condition selects,
+//! `level >= "error"` by default: see `SinkComponent::default_when`)
+//! becomes an [`ErrorEvent`], published
 //! as persistent JSON messages to a durable topic exchange, with publisher
 //! confirms. A batch is [`Delivery::Delivered`] only once the broker
 //! confirmed every one of its events. A broken connection (broker down or
@@ -28,7 +30,6 @@ mod config;
 pub use config::{check_name, check_url, default_binding_key, AmqpSinkConfig};
 
 use crate::event::{fingerprint, ErrorEvent};
-use crate::when::Condition;
 use crate::{Delivery, HealthState, RejectedRow, Sink, SinkBatch, SinkError};
 
 /// Publishes error events; see the module documentation.
@@ -36,7 +37,6 @@ pub struct AmqpSink {
     name: String,
     /// Checked, with `tls_ca_file` resolved.
     config: AmqpSinkConfig,
-    when: Condition,
     /// The connection and its confirm-mode channel; `None` until connected,
     /// and again after a failure.
     link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
@@ -47,16 +47,10 @@ impl AmqpSink {
     /// Connects on the first batch. `config` has passed its checks
     /// ([`AmqpSinkConfig`]).
     fn new(name: &str, config: AmqpSinkConfig) -> Result<Self, SinkError> {
-        let when = Condition::parse(&config.when).map_err(|e| SinkError::Config {
-            sink: name.to_string(),
-            key: "when".into(),
-            reason: e.to_string(),
-        })?;
         tracing::info!(sink = name, broker = %redact_url(&config.url), exchange = %config.exchange, "amqp sink ready");
         Ok(Self {
             name: name.to_string(),
             config,
-            when,
             link: tokio::sync::Mutex::new(None),
             health: HealthState::default(),
         })
@@ -66,14 +60,13 @@ impl AmqpSink {
     fn events(&self, batch: &SinkBatch) -> Vec<(usize, ErrorEvent, String)> {
         let records = &batch.records;
         let col = |name: &str| str_column(records, name);
-        let (level, message, namespace, pod, container, node, stream, fields) = (
+        let (level, message, namespace, pod, container, node, fields) = (
             col("level"),
             col("message"),
             col("namespace"),
             col("pod"),
             col("container"),
             col("node"),
-            col("stream"),
             col("fields"),
         );
         let times = records
@@ -82,19 +75,6 @@ impl AmqpSink {
         let get = cell;
         let mut out = Vec::new();
         for row in 0..records.num_rows() {
-            let value = |field: &str| match field {
-                "level" => get(level, row),
-                "message" => get(message, row),
-                "namespace" => get(namespace, row),
-                "pod" => get(pod, row),
-                "container" => get(container, row),
-                "node" => get(node, row),
-                "stream" => get(stream, row),
-                _ => None,
-            };
-            if !self.when.matches(value) {
-                continue;
-            }
             let text = get(message, row).unwrap_or_default();
             let body: serde_json::Map<String, serde_json::Value> = if self.config.fields.is_empty()
             {

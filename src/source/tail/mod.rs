@@ -427,6 +427,8 @@ impl Tail {
         let Some(mut batch) = self.cx.builder.finish() else {
             return;
         };
+        self.cx.stats.dropped.inc_by(batch.dropped);
+        self.cx.stats.redacted.inc_by(batch.redacted);
         // Waits while the batches in flight fill the budget (sinks behind).
         let bytes = batch.records.get_array_memory_size();
         match self.cx.memory.reserve_blocking(bytes, &self.cx.shutdown) {

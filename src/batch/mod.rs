@@ -11,86 +11,46 @@
 //! metadata as it was when the batch started: the snapshot is taken once
 //! per batch, not per record.
 //!
-//! The batch limits are configured here too ([`BatchConfig`], `[batch]`),
-//! with their checks: a builder made from a config that passed
-//! [`BatchConfig::check`] flushes (at least one row, a byte limit above 0,
-//! an age that ticks).
+//! A builder belongs to one source, and applies that source's rules on
+//! the way in: `[[redact]]` masks the text of a record before it is
+//! appended (and the Pod's labels once per batch), and `drop` removes the
+//! matching rows when the batch is finished. Dropped rows still count as
+//! covered by the batch's acks: the checkpoint moves past them.
+//!
+//! The batch limits are configured in [`BatchConfig`] (`[batch]`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BooleanArray, BooleanBuilder, Float64Builder, Int64Builder,
+    ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use serde::Deserialize;
-use tidewater_sinks::config::{duration, positive_duration, size, Invalid};
+use tidewater_sinks::when::Condition;
 
 use crate::file::{FileId, FileMeta};
-use crate::parse::body::{rfc3339_micros, Scalar};
+use crate::parse::body::Scalar;
 use crate::parse::{Flags, Record};
 use crate::pod::{PodInfo, Snapshot};
+use crate::redact::Redactor;
 use crate::schema::{ExtraColumn, TableSchema};
 
-/// `[batch]`: when an open batch is flushed, whichever limit is reached
-/// first.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchConfig {
-    #[serde(default = "default_max_rows")]
-    pub max_rows: usize,
-    /// Bytes of input lines in one batch.
-    #[serde(default = "default_max_bytes", deserialize_with = "size")]
-    pub max_bytes: u64,
-    #[serde(default = "default_max_age", deserialize_with = "duration")]
-    pub max_age: Duration,
-}
+mod columns;
+mod config;
 
-impl Default for BatchConfig {
-    fn default() -> Self {
-        Self {
-            max_rows: default_max_rows(),
-            max_bytes: default_max_bytes(),
-            max_age: default_max_age(),
-        }
-    }
-}
+use columns::{append_extra, convert, Col, Converted};
 
-fn default_max_rows() -> usize {
-    10_000
-}
-fn default_max_bytes() -> u64 {
-    8 << 20
-}
-fn default_max_age() -> Duration {
-    Duration::from_secs(2)
-}
-
-impl BatchConfig {
-    /// What serde cannot check; keys relative to `[batch]`. (How
-    /// `max_bytes` must fit in `memory_limit` is the registry's check: it
-    /// involves both.)
-    pub fn check(&self) -> Result<(), Invalid> {
-        if self.max_rows == 0 {
-            return Err(Invalid::new("max_rows", "expected at least 1"));
-        }
-        if self.max_bytes == 0 {
-            return Err(Invalid::new("max_bytes", "expected more than 0 bytes"));
-        }
-        positive_duration(
-            "max_age",
-            self.max_age,
-            "an open batch is flushed when it is this old",
-        )
-    }
-}
+pub use config::BatchConfig;
 
 /// A finished batch and what it covers.
 #[derive(Debug)]
 pub struct Batch {
+    /// The source that read it.
+    pub source: Arc<str>,
     /// Deterministic id: a hash of every file's fingerprint and first and
     /// last row offsets in the batch, then the first row's offset. Batches
     /// with other rows get other ids, so a replay after a restart can never
@@ -103,6 +63,10 @@ pub struct Batch {
     pub acks: Vec<(FileId, u64)>,
     /// Bytes of input lines in the batch.
     pub input_bytes: u64,
+    /// Rows the source's `drop` removed (not in `records`).
+    pub dropped: u64,
+    /// Rows `[[redact]]` changed.
+    pub redacted: u64,
     /// The batch's share of the memory budget, held until every sink is
     /// done with it (set by the reader that hands it on).
     pub memory: Option<crate::memory::Reservation>,
@@ -133,27 +97,6 @@ enum Fill {
     Label(usize),
 }
 
-enum Col {
-    Ts(TimestampMicrosecondBuilder),
-    Str(StringBuilder),
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Bool(BooleanBuilder),
-    StrList(ListBuilder<StringBuilder>),
-}
-
-/// The value of an extra column after conversion to its type.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Converted {
-    Null,
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Ts(i64),
-    /// A string value: taken from the record's extras when appending.
-    Str,
-}
-
 /// Accumulates records into one Arrow batch at a time.
 pub struct Builder {
     schema: SchemaRef,
@@ -169,6 +112,13 @@ pub struct Builder {
     /// `conversion_error` when a label column's value did not convert
     /// (the same for every row of the batch).
     label_flags: Flags,
+    /// The Pod's labels and annotations JSON, when `[[redact]]` changed
+    /// them (else the snapshot's are used).
+    redacted_pod: Option<[Option<String>; 2]>,
+    source: Arc<str>,
+    drop: Option<Condition>,
+    redactor: Option<Arc<Redactor>>,
+    redacted: u64,
     limits: BatchConfig,
     rows: usize,
     bytes: u64,
@@ -285,6 +235,11 @@ impl Builder {
             pod: None,
             snapshot: None,
             label_flags: Flags::default(),
+            redacted_pod: None,
+            source: Arc::from(""),
+            drop: None,
+            redactor: None,
+            redacted: 0,
             limits,
             rows: 0,
             bytes: 0,
@@ -303,6 +258,20 @@ impl Builder {
         self
     }
 
+    /// Batches of the source `name`, with its `drop` condition and its
+    /// `[[redact]]` rules.
+    pub fn for_source(
+        mut self,
+        name: &str,
+        drop: Option<Condition>,
+        redactor: Option<Arc<Redactor>>,
+    ) -> Self {
+        self.source = Arc::from(name);
+        self.drop = drop;
+        self.redactor = redactor;
+        self
+    }
+
     /// Fill the Pod's labels and annotations (and the label columns) from
     /// `pod`; without it they are NULL.
     pub fn with_pod(mut self, pod: PodInfo) -> Self {
@@ -318,11 +287,23 @@ impl Builder {
         };
         let snapshot = pod.current();
         self.label_flags = Flags::default();
+        self.redacted_pod = None;
+        if let Some(r) = &self.redactor {
+            let masked = [snapshot.labels_json(), snapshot.annotations_json()]
+                .map(|json| json.map(|j| r.apply_json(j)));
+            if masked.iter().flatten().any(|m| matches!(m, Cow::Owned(_))) {
+                self.label_flags.insert(Flags::REDACTED);
+                self.redacted_pod = Some(masked.map(|m| m.map(Cow::into_owned)));
+            }
+        }
         for (i, label) in self.extra_labels.iter().enumerate() {
             let Some(label) = label else {
                 continue;
             };
-            let value = snapshot.label(label).map(|v| Scalar::Str(Cow::Borrowed(v)));
+            let value = snapshot.label(label).map(|v| match &self.redactor {
+                Some(r) => Scalar::Str(r.apply(v)),
+                None => Scalar::Str(Cow::Borrowed(v)),
+            });
             self.converted[i] = match convert(value.as_ref(), &self.extra_types[i]) {
                 Ok(c) => c,
                 Err(()) => {
@@ -346,6 +327,29 @@ impl Builder {
         }
         let mut flags = rec.flags;
         flags.insert(self.label_flags);
+        let mut text = [
+            rec.message.as_deref().map(Cow::Borrowed),
+            rec.fields.as_deref().map(Cow::Borrowed),
+            rec.parse_error.as_deref().map(Cow::Borrowed),
+        ];
+        if let Some(r) = &self.redactor {
+            let [message, fields, parse_error] = &mut text;
+            let mut changed = r.apply_record(message, fields);
+            if let Some(reason) = parse_error {
+                // The reason quotes the line it could not parse.
+                if let masked @ Cow::Owned(_) = r.apply(reason) {
+                    *parse_error = Some(Cow::Owned(masked.into_owned()));
+                    changed = true;
+                }
+            }
+            if changed {
+                flags.insert(Flags::REDACTED);
+            }
+        }
+        if flags.contains(Flags::REDACTED) {
+            self.redacted += 1;
+        }
+        let [message, fields, parse_error] = &text;
         for (i, ty) in self.extra_types.iter().enumerate() {
             if self.extra_labels[i].is_some() {
                 continue; // converted once per batch, in start_batch
@@ -360,6 +364,16 @@ impl Builder {
             };
         }
         let snapshot = self.snapshot.as_deref();
+        let pod_json = |i: usize| match &self.redacted_pod {
+            Some(masked) => masked[i].as_deref(),
+            None => snapshot.and_then(|s| {
+                if i == 0 {
+                    s.labels_json()
+                } else {
+                    s.annotations_json()
+                }
+            }),
+        };
         for (from, col) in &mut self.columns {
             match (from, col) {
                 (Fill::Timestamp, Col::Ts(b)) => {
@@ -376,26 +390,29 @@ impl Builder {
                 (Fill::Extra(i), col) => append_extra(col, self.converted[*i], rec.extras.get(*i)),
                 (Fill::Label(i), col) => {
                     let label = self.extra_labels[*i].as_deref().unwrap_or_default();
-                    let value = snapshot
-                        .and_then(|s| s.label(label))
-                        .map(|v| Scalar::Str(Cow::Borrowed(v)));
+                    let value = snapshot.and_then(|s| s.label(label)).map(|v| {
+                        Scalar::Str(match &self.redactor {
+                            Some(r) => r.apply(v),
+                            None => Cow::Borrowed(v),
+                        })
+                    });
                     append_extra(col, self.converted[*i], Some(&value));
                 }
                 (from, Col::Str(b)) => {
                     let value: Option<&str> = match from {
                         Fill::Stream => rec.stream,
                         Fill::Level => rec.level.as_deref(),
-                        Fill::Message => rec.message.as_deref(),
-                        Fill::Fields => rec.fields.as_deref(),
+                        Fill::Message => message.as_deref(),
+                        Fill::Fields => fields.as_deref(),
                         Fill::Namespace => meta.k8s.namespace.as_deref(),
                         Fill::Pod => meta.k8s.pod.as_deref(),
                         Fill::Container => meta.k8s.container.as_deref(),
                         Fill::Node => meta.k8s.node.as_deref(),
                         Fill::Source => Some(&meta.source),
                         Fill::File => Some(&meta.path),
-                        Fill::ParseError => rec.parse_error.as_deref(),
-                        Fill::Labels => snapshot.and_then(Snapshot::labels_json),
-                        Fill::Annotations => snapshot.and_then(Snapshot::annotations_json),
+                        Fill::ParseError => parse_error.as_deref(),
+                        Fill::Labels => pod_json(0),
+                        Fill::Annotations => pod_json(1),
                         _ => None,
                     };
                     b.append_option(value);
@@ -466,12 +483,32 @@ impl Builder {
             .collect();
         let records = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
             .expect("builders follow the schema, so the batch is valid");
+        let mut origins = std::mem::take(&mut self.origins);
+        let (records, dropped) = match &self.drop {
+            Some(drop) if records.num_rows() > 0 => {
+                let matched = drop.evaluate(&records);
+                let dropped = matched.true_count();
+                if dropped == 0 {
+                    (records, 0)
+                } else {
+                    let keep = BooleanArray::from(!matched.values());
+                    origins = filter_origins(&origins, &keep);
+                    let kept = filter_record_batch(&records, &keep)
+                        .expect("a mask of the batch's own length filters it");
+                    (kept, dropped as u64)
+                }
+            }
+            _ => (records, 0),
+        };
         let batch = Batch {
+            source: Arc::clone(&self.source),
             id: batch_id(&std::mem::take(&mut self.spans)),
             records,
-            origins: std::mem::take(&mut self.origins),
+            origins,
             acks: std::mem::take(&mut self.acks),
             input_bytes: self.bytes,
+            dropped,
+            redacted: std::mem::take(&mut self.redacted),
             memory: None,
         };
         self.rows = 0;
@@ -479,6 +516,18 @@ impl Builder {
         self.started = None;
         Some(batch)
     }
+}
+
+/// The elements of `origins` (empty, or one per row) where `keep` is true.
+pub fn filter_origins<T: Copy>(origins: &[T], keep: &BooleanArray) -> Vec<T> {
+    if origins.is_empty() {
+        return Vec::new();
+    }
+    origins
+        .iter()
+        .zip(keep.values().iter())
+        .filter_map(|(o, k)| k.then_some(*o))
+        .collect()
 }
 
 /// A hash of what a record says (not of when it was read): the same line
@@ -514,56 +563,6 @@ fn batch_id(spans: &[(u64, u64, u64)]) -> String {
         .flatten()
         .collect();
     format!("{:016x}-{}", xxhash_rust::xxh3::xxh3_64(&bytes), first.1)
-}
-
-fn convert(value: Option<&Scalar>, ty: &DataType) -> Result<Converted, ()> {
-    let Some(value) = value else {
-        return Ok(Converted::Null);
-    };
-    Ok(match (ty, value) {
-        (_, Scalar::Other) => return Err(()),
-        (DataType::Utf8, _) => Converted::Str,
-        (DataType::Int64, Scalar::Int(n)) => Converted::Int(*n),
-        (DataType::Int64, Scalar::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-            Converted::Int(*f as i64)
-        }
-        (DataType::Int64, Scalar::Str(s)) => Converted::Int(s.trim().parse().map_err(|_| ())?),
-        (DataType::Float64, Scalar::Int(n)) => Converted::Float(*n as f64),
-        (DataType::Float64, Scalar::Float(f)) => Converted::Float(*f),
-        (DataType::Float64, Scalar::Str(s)) => Converted::Float(s.trim().parse().map_err(|_| ())?),
-        (DataType::Boolean, Scalar::Bool(b)) => Converted::Bool(*b),
-        (DataType::Boolean, Scalar::Str(s)) => Converted::Bool(s.trim().parse().map_err(|_| ())?),
-        (DataType::Timestamp(..), Scalar::Str(s)) => Converted::Ts(rfc3339_micros(s).ok_or(())?),
-        _ => return Err(()),
-    })
-}
-
-fn append_extra(col: &mut Col, value: Converted, raw: Option<&Option<Scalar>>) {
-    match (col, value) {
-        (Col::Int(b), Converted::Int(n)) => b.append_value(n),
-        (Col::Float(b), Converted::Float(f)) => b.append_value(f),
-        (Col::Bool(b), Converted::Bool(v)) => b.append_value(v),
-        (Col::Ts(b), Converted::Ts(t)) => b.append_value(t),
-        (Col::Str(b), Converted::Str) => match raw.and_then(Option::as_ref) {
-            Some(Scalar::Str(s)) => b.append_value(s),
-            Some(Scalar::Int(n)) => b.append_value(n.to_string()),
-            Some(Scalar::Float(f)) => b.append_value(f.to_string()),
-            Some(Scalar::Bool(v)) => b.append_value(v.to_string()),
-            _ => b.append_null(),
-        },
-        (col, _) => append_null(col),
-    }
-}
-
-fn append_null(col: &mut Col) {
-    match col {
-        Col::Ts(b) => b.append_null(),
-        Col::Str(b) => b.append_null(),
-        Col::Int(b) => b.append_null(),
-        Col::Float(b) => b.append_null(),
-        Col::Bool(b) => b.append_null(),
-        Col::StrList(b) => b.append(false),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,81 @@
+//! The Arrow column builders of a batch, and how an extracted value
+//! (`[[columns]]`) is converted to its column's type.
+
+use arrow::array::{
+    BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::DataType;
+
+use crate::parse::body::{rfc3339_micros, Scalar};
+
+pub(super) enum Col {
+    Ts(TimestampMicrosecondBuilder),
+    Str(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    StrList(ListBuilder<StringBuilder>),
+}
+
+/// The value of an extra column after conversion to its type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Converted {
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Ts(i64),
+    /// A string value: taken from the record's extras when appending.
+    Str,
+}
+
+pub(super) fn convert(value: Option<&Scalar>, ty: &DataType) -> Result<Converted, ()> {
+    let Some(value) = value else {
+        return Ok(Converted::Null);
+    };
+    Ok(match (ty, value) {
+        (_, Scalar::Other) => return Err(()),
+        (DataType::Utf8, _) => Converted::Str,
+        (DataType::Int64, Scalar::Int(n)) => Converted::Int(*n),
+        (DataType::Int64, Scalar::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            Converted::Int(*f as i64)
+        }
+        (DataType::Int64, Scalar::Str(s)) => Converted::Int(s.trim().parse().map_err(|_| ())?),
+        (DataType::Float64, Scalar::Int(n)) => Converted::Float(*n as f64),
+        (DataType::Float64, Scalar::Float(f)) => Converted::Float(*f),
+        (DataType::Float64, Scalar::Str(s)) => Converted::Float(s.trim().parse().map_err(|_| ())?),
+        (DataType::Boolean, Scalar::Bool(b)) => Converted::Bool(*b),
+        (DataType::Boolean, Scalar::Str(s)) => Converted::Bool(s.trim().parse().map_err(|_| ())?),
+        (DataType::Timestamp(..), Scalar::Str(s)) => Converted::Ts(rfc3339_micros(s).ok_or(())?),
+        _ => return Err(()),
+    })
+}
+
+pub(super) fn append_extra(col: &mut Col, value: Converted, raw: Option<&Option<Scalar>>) {
+    match (col, value) {
+        (Col::Int(b), Converted::Int(n)) => b.append_value(n),
+        (Col::Float(b), Converted::Float(f)) => b.append_value(f),
+        (Col::Bool(b), Converted::Bool(v)) => b.append_value(v),
+        (Col::Ts(b), Converted::Ts(t)) => b.append_value(t),
+        (Col::Str(b), Converted::Str) => match raw.and_then(Option::as_ref) {
+            Some(Scalar::Str(s)) => b.append_value(s),
+            Some(Scalar::Int(n)) => b.append_value(n.to_string()),
+            Some(Scalar::Float(f)) => b.append_value(f.to_string()),
+            Some(Scalar::Bool(v)) => b.append_value(v.to_string()),
+            _ => b.append_null(),
+        },
+        (col, _) => append_null(col),
+    }
+}
+
+pub(super) fn append_null(col: &mut Col) {
+    match col {
+        Col::Ts(b) => b.append_null(),
+        Col::Str(b) => b.append_null(),
+        Col::Int(b) => b.append_null(),
+        Col::Float(b) => b.append_null(),
+        Col::Bool(b) => b.append_null(),
+        Col::StrList(b) => b.append(false),
+    }
+}
