@@ -20,7 +20,7 @@ def main() -> None:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(
-        f"CREATE VIEW logs AS SELECT * FROM read_parquet('{lake}/**/*.parquet', hive_partitioning = false)"
+        f"CREATE VIEW logs AS SELECT * FROM read_parquet('{lake}/**/*.parquet', hive_partitioning = false, union_by_name = true)"
     )
     out = []
     for sql in statements:

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::services::free_port;
 use crate::util::*;
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 // ---------------------------------------------------------------------------
 // RabbitMQ from the test's side
@@ -34,7 +34,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Names no other test (or earlier run) uses.
-fn unique(what: &str) -> String {
+pub fn unique(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -110,7 +110,7 @@ fn queue_counts(queue: &str) -> Option<(u64, u64)> {
 }
 
 /// Every message in `queue`, taken (acked) one by one.
-fn take_all(queue: &str) -> Vec<Value> {
+pub fn take_all(queue: &str) -> Vec<Value> {
     runtime().block_on(async {
         let conn = connect().await;
         let ch = conn.create_channel().await.expect("channel");
@@ -150,7 +150,7 @@ fn publish(exchange: &str, routing_key: &str, events: &[Value]) {
     })
 }
 
-fn delete_queues(queue: &str) {
+pub fn delete_queues(queue: &str) {
     runtime().block_on(async {
         let conn = connect().await;
         let ch = conn.create_channel().await.expect("channel");

@@ -55,6 +55,7 @@ mod operations;
 mod packaging;
 mod parsers;
 mod rotation;
+mod routing;
 mod services;
 mod sidecar;
 mod util;
