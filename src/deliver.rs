@@ -44,6 +44,9 @@ pub struct Dispatched {
     /// sink may get its own selection of the rows; they share the source
     /// batch's reservation).
     pub memory: Option<Arc<Reservation>>,
+    /// This sink's own copy of the rows, when its `when` kept only some
+    /// ([`crate::memory::MemoryBudget::charge`]).
+    pub copy: Option<Reservation>,
 }
 
 /// The queue a sink's workers share.

@@ -184,8 +184,10 @@ impl Harness {
                 id: id.to_string(),
                 records,
                 origins: Arc::new([]),
+                rows: None,
             },
             memory: self.budget.try_reserve(64 << 10).map(Arc::new),
+            copy: None,
         };
         let queue = self.queue.as_ref().expect("not finished");
         queue.send(Arc::new(item)).await.expect("queue open");

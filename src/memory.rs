@@ -77,6 +77,24 @@ impl MemoryBudget {
         })
     }
 
+    /// Take up to `bytes` of the budget now, without waiting: the share of
+    /// a copy made on a batch's way to one sink (the rows its `when` kept),
+    /// held with the batch. Less, or nothing, when the budget is used up
+    /// at that moment: then the readers are waiting anyway, and a wait here
+    /// could deadlock behind them (the source batch's reservation is held).
+    pub fn charge(&self, bytes: usize) -> Option<Reservation> {
+        let wanted = u32::try_from((bytes as u64).div_ceil(UNIT)).unwrap_or(u32::MAX);
+        let free = u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX);
+        let units = wanted.min(free);
+        if units == 0 {
+            return None;
+        }
+        let permit = Arc::clone(&self.permits)
+            .try_acquire_many_owned(units)
+            .ok()?;
+        Some(Reservation { _permit: permit })
+    }
+
     /// Reserve `bytes` if they fit now, without waiting (tests hold
     /// reservations with it).
     #[cfg(test)]

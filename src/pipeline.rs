@@ -224,6 +224,7 @@ impl Pipeline {
         // receives (its inputs, its `when`); a sink with no row of the
         // batch acknowledges it at once.
         let dispatch_tracker = Arc::clone(&tracker);
+        let dispatch_memory = Arc::clone(&memory);
         let dispatcher = critical.spawn("dispatcher", async move {
             while let Some(batch) = batch_rx.recv().await {
                 let id = lock(&dispatch_tracker).register(batch.acks);
@@ -237,18 +238,23 @@ impl Pipeline {
                         stats.rows_filtered.inc_by(selected.filtered);
                         selected.rows
                     };
-                    let Some((records, origins)) = rows else {
+                    let Some(selected) = rows else {
                         lock(&dispatch_tracker).ack(id);
                         continue;
                     };
+                    let copy = selected.positions.as_ref().and_then(|_| {
+                        dispatch_memory.charge(selected.records.get_array_memory_size())
+                    });
                     let item = Arc::new(Dispatched {
                         id,
                         batch: SinkBatch {
                             id: batch.id.clone(),
-                            records,
-                            origins,
+                            records: selected.records,
+                            origins: selected.origins,
+                            rows: selected.positions,
                         },
                         memory: memory.clone(),
+                        copy,
                     });
                     if q.send(item).await.is_err() {
                         return Ok(());

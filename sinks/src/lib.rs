@@ -42,6 +42,22 @@ pub struct SinkBatch {
     /// Where each row was read, one per row of `records`; empty unless a
     /// sink asked for them (see [`Sink::wants_origins`]).
     pub origins: std::sync::Arc<[RowOrigin]>,
+    /// When the sink's `when` kept only some rows of the batch: each row's
+    /// position in the batch as the source built it (so that a row's
+    /// identity, `<id>-<position>`, does not depend on which sink it went
+    /// to); `None` when `records` is the whole batch.
+    pub rows: Option<std::sync::Arc<[u32]>>,
+}
+
+impl SinkBatch {
+    /// The position of `row` of `records` in the batch as built: the same
+    /// row has the same position whatever each sink's `when` kept.
+    pub fn position(&self, row: usize) -> usize {
+        match &self.rows {
+            Some(rows) => rows.get(row).map_or(row, |&p| p as usize),
+            None => row,
+        }
+    }
 }
 
 /// The identity of one row: the same line gets the same origin on every

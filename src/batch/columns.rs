@@ -1,5 +1,8 @@
-//! The Arrow column builders of a batch, and how an extracted value
-//! (`[[columns]]`) is converted to its column's type.
+//! The Arrow column builders of a batch, how an extracted value
+//! (`[[columns]]`) is converted to its column's type, and a record's text
+//! masked by `[[redact]]`.
+
+use std::borrow::Cow;
 
 use arrow::array::{
     BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
@@ -8,6 +11,8 @@ use arrow::array::{
 use arrow::datatypes::DataType;
 
 use crate::parse::body::{rfc3339_micros, Scalar};
+use crate::parse::Record;
+use crate::redact::Redactor;
 
 pub(super) enum Col {
     Ts(TimestampMicrosecondBuilder),
@@ -78,4 +83,47 @@ pub(super) fn append_null(col: &mut Col) {
         Col::Bool(b) => b.append_null(),
         Col::StrList(b) => b.append(false),
     }
+}
+
+/// What `[[redact]]` changed in one record; `None` fields were left alone.
+pub(super) struct Masked {
+    pub message: Option<String>,
+    pub fields: Option<String>,
+    pub parse_error: Option<String>,
+    /// STRING `[[columns]]` read from the body, by index.
+    pub extras: Vec<(usize, Option<Scalar<'static>>)>,
+}
+
+/// `rec`'s text as `r` masks it: the message, the `fields` JSON, the parse
+/// error (it quotes the line) and the STRING columns read from the body;
+/// `None` when no rule matched (most records: then nothing is allocated).
+pub(super) fn mask(r: &Redactor, rec: &Record, extra_types: &[DataType]) -> Option<Box<Masked>> {
+    let mut message = rec.message.as_deref().map(Cow::Borrowed);
+    let mut fields = rec.fields.as_deref().map(Cow::Borrowed);
+    let mut changed = r.apply_record(&mut message, &mut fields);
+    let owned = |text: Option<Cow<'_, str>>| match text {
+        Some(Cow::Owned(s)) => Some(s),
+        _ => None,
+    };
+    let parse_error = rec
+        .parse_error
+        .as_deref()
+        .and_then(|e| owned(Some(r.apply(e))));
+    let mut extras = Vec::new();
+    for (i, ty) in extra_types.iter().enumerate() {
+        if let (DataType::Utf8, Some(Some(Scalar::Str(v)))) = (ty, rec.extras.get(i)) {
+            if let Cow::Owned(m) = r.apply(v) {
+                extras.push((i, Some(Scalar::Str(Cow::Owned(m)))));
+            }
+        }
+    }
+    changed |= parse_error.is_some() || !extras.is_empty();
+    changed.then(|| {
+        Box::new(Masked {
+            message: owned(message),
+            fields: owned(fields),
+            parse_error,
+            extras,
+        })
+    })
 }

@@ -42,7 +42,7 @@ use crate::schema::{ExtraColumn, TableSchema};
 mod columns;
 mod config;
 
-use columns::{append_extra, convert, Col, Converted};
+use columns::{append_extra, convert, mask, Col, Converted};
 
 pub use config::BatchConfig;
 
@@ -65,7 +65,7 @@ pub struct Batch {
     pub input_bytes: u64,
     /// Rows the source's `drop` removed (not in `records`).
     pub dropped: u64,
-    /// Rows `[[redact]]` changed.
+    /// Rows of `records` that `[[redact]]` changed.
     pub redacted: u64,
     /// The batch's share of the memory budget, held until every sink is
     /// done with it (set by the reader that hands it on).
@@ -115,10 +115,13 @@ pub struct Builder {
     /// The Pod's labels and annotations JSON, when `[[redact]]` changed
     /// them (else the snapshot's are used).
     redacted_pod: Option<[Option<String>; 2]>,
+    /// Per extra column with a `label`: its value for the batch (masked).
+    label_values: Vec<Option<String>>,
     source: Arc<str>,
     drop: Option<Condition>,
     redactor: Option<Arc<Redactor>>,
-    redacted: u64,
+    /// Per row, with a redactor: whether it was masked.
+    redacted: Vec<bool>,
     limits: BatchConfig,
     rows: usize,
     bytes: u64,
@@ -236,10 +239,11 @@ impl Builder {
             snapshot: None,
             label_flags: Flags::default(),
             redacted_pod: None,
+            label_values: vec![None; extras.len()],
             source: Arc::from(""),
             drop: None,
             redactor: None,
-            redacted: 0,
+            redacted: Vec::new(),
             limits,
             rows: 0,
             bytes: 0,
@@ -301,9 +305,16 @@ impl Builder {
                 continue;
             };
             let value = snapshot.label(label).map(|v| match &self.redactor {
-                Some(r) => Scalar::Str(r.apply(v)),
-                None => Scalar::Str(Cow::Borrowed(v)),
+                Some(r) => r.apply(v),
+                None => Cow::Borrowed(v),
             });
+            if matches!(value, Some(Cow::Owned(_))) {
+                self.label_flags.insert(Flags::REDACTED);
+            }
+            self.label_values[i] = value.map(Cow::into_owned);
+            let value = self.label_values[i]
+                .as_deref()
+                .map(|v| Scalar::Str(v.into()));
             self.converted[i] = match convert(value.as_ref(), &self.extra_types[i]) {
                 Ok(c) => c,
                 Err(()) => {
@@ -327,29 +338,23 @@ impl Builder {
         }
         let mut flags = rec.flags;
         flags.insert(self.label_flags);
-        let mut text = [
-            rec.message.as_deref().map(Cow::Borrowed),
-            rec.fields.as_deref().map(Cow::Borrowed),
-            rec.parse_error.as_deref().map(Cow::Borrowed),
-        ];
-        if let Some(r) = &self.redactor {
-            let [message, fields, parse_error] = &mut text;
-            let mut changed = r.apply_record(message, fields);
-            if let Some(reason) = parse_error {
-                // The reason quotes the line it could not parse.
-                if let masked @ Cow::Owned(_) = r.apply(reason) {
-                    *parse_error = Some(Cow::Owned(masked.into_owned()));
-                    changed = true;
-                }
-            }
-            if changed {
-                flags.insert(Flags::REDACTED);
-            }
+        let masked = match &self.redactor {
+            Some(r) => mask(r, rec, &self.extra_types),
+            None => None,
+        };
+        if masked.is_some() {
+            flags.insert(Flags::REDACTED);
         }
-        if flags.contains(Flags::REDACTED) {
-            self.redacted += 1;
+        if self.redactor.is_some() {
+            self.redacted.push(flags.contains(Flags::REDACTED));
         }
-        let [message, fields, parse_error] = &text;
+        let masked = masked.as_deref();
+        let message = masked.and_then(|m| m.message.as_deref());
+        let message = message.or(rec.message.as_deref());
+        let fields = masked.and_then(|m| m.fields.as_deref());
+        let fields = fields.or(rec.fields.as_deref());
+        let parse_error = masked.and_then(|m| m.parse_error.as_deref());
+        let parse_error = parse_error.or(rec.parse_error.as_deref());
         for (i, ty) in self.extra_types.iter().enumerate() {
             if self.extra_labels[i].is_some() {
                 continue; // converted once per batch, in start_batch
@@ -387,30 +392,33 @@ impl Builder {
                     }
                     b.append(true);
                 }
-                (Fill::Extra(i), col) => append_extra(col, self.converted[*i], rec.extras.get(*i)),
+                (Fill::Extra(i), col) => {
+                    let masked = masked.and_then(|m| m.extras.iter().find(|(x, _)| x == i));
+                    let raw = match masked {
+                        Some((_, value)) => Some(value),
+                        None => rec.extras.get(*i),
+                    };
+                    append_extra(col, self.converted[*i], raw)
+                }
                 (Fill::Label(i), col) => {
-                    let label = self.extra_labels[*i].as_deref().unwrap_or_default();
-                    let value = snapshot.and_then(|s| s.label(label)).map(|v| {
-                        Scalar::Str(match &self.redactor {
-                            Some(r) => r.apply(v),
-                            None => Cow::Borrowed(v),
-                        })
-                    });
+                    let value = self.label_values[*i]
+                        .as_deref()
+                        .map(|v| Scalar::Str(Cow::Borrowed(v)));
                     append_extra(col, self.converted[*i], Some(&value));
                 }
                 (from, Col::Str(b)) => {
                     let value: Option<&str> = match from {
                         Fill::Stream => rec.stream,
                         Fill::Level => rec.level.as_deref(),
-                        Fill::Message => message.as_deref(),
-                        Fill::Fields => fields.as_deref(),
+                        Fill::Message => message,
+                        Fill::Fields => fields,
                         Fill::Namespace => meta.k8s.namespace.as_deref(),
                         Fill::Pod => meta.k8s.pod.as_deref(),
                         Fill::Container => meta.k8s.container.as_deref(),
                         Fill::Node => meta.k8s.node.as_deref(),
                         Fill::Source => Some(&meta.source),
                         Fill::File => Some(&meta.path),
-                        Fill::ParseError => parse_error.as_deref(),
+                        Fill::ParseError => parse_error,
                         Fill::Labels => pod_json(0),
                         Fill::Annotations => pod_json(1),
                         _ => None,
@@ -484,6 +492,7 @@ impl Builder {
         let records = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
             .expect("builders follow the schema, so the batch is valid");
         let mut origins = std::mem::take(&mut self.origins);
+        let mut redacted = std::mem::take(&mut self.redacted);
         let (records, dropped) = match &self.drop {
             Some(drop) if records.num_rows() > 0 => {
                 let matched = drop.evaluate(&records);
@@ -492,7 +501,8 @@ impl Builder {
                     (records, 0)
                 } else {
                     let keep = BooleanArray::from(!matched.values());
-                    origins = filter_origins(&origins, &keep);
+                    origins = filter_per_row(&origins, &keep);
+                    redacted = filter_per_row(&redacted, &keep);
                     let kept = filter_record_batch(&records, &keep)
                         .expect("a mask of the batch's own length filters it");
                     (kept, dropped as u64)
@@ -508,7 +518,7 @@ impl Builder {
             acks: std::mem::take(&mut self.acks),
             input_bytes: self.bytes,
             dropped,
-            redacted: std::mem::take(&mut self.redacted),
+            redacted: redacted.iter().filter(|r| **r).count() as u64,
             memory: None,
         };
         self.rows = 0;
@@ -518,8 +528,9 @@ impl Builder {
     }
 }
 
-/// The elements of `origins` (empty, or one per row) where `keep` is true.
-pub fn filter_origins<T: Copy>(origins: &[T], keep: &BooleanArray) -> Vec<T> {
+/// The elements of `origins` (empty, or one per row: origins, flags) where
+/// `keep` is true.
+pub fn filter_per_row<T: Copy>(origins: &[T], keep: &BooleanArray) -> Vec<T> {
     if origins.is_empty() {
         return Vec::new();
     }

@@ -94,7 +94,15 @@ pub(super) fn take_keys<'i, T: Deserialize<'i> + Default>(
                 taken.insert(k, v);
             }
         }
-        let value = deserialize_document(toml::Spanned::new(span, taken), text, path)?;
+        let value = deserialize_document(toml::Spanned::new(span, taken), text, path).map_err(
+            |e| match e {
+                ConfigError::Parse { path, message } => ConfigError::Parse {
+                    path,
+                    message: format!("{kind}.{}: {message}", name.get_ref()),
+                },
+                other => other,
+            },
+        )?;
         out.insert(name.get_ref().to_string(), value);
     }
     Ok(out)
@@ -107,6 +115,10 @@ fn substitute_table(
     path: &Path,
 ) -> Result<(), ConfigError> {
     for (key, value) in table.iter_mut() {
+        // `[[redact]]` is regex syntax, where `${1}` and `${name}` are groups.
+        if prefix.is_empty() && key.get_ref() == "redact" {
+            continue;
+        }
         let key = if prefix.is_empty() {
             key.get_ref().to_string()
         } else {

@@ -1,7 +1,8 @@
 //! The TOML configuration: Vector-style named sources and sinks.
 //!
 //! Loading parses the TOML, substitutes `${VAR}` from the environment in its
-//! string values (not in keys or comments; `$${` is a literal `${`), rejects
+//! string values (not in keys or comments, nor in `[[redact]]`, where `${1}`
+//! is a regex group; `$${` is a literal `${`), rejects
 //! unknown keys, and checks what serde cannot: at least one source and one
 //! sink, and every duration, size and count against what `run` and the
 //! sinks can work with. Every error names the file, the key and what was
@@ -272,6 +273,7 @@ impl Config {
             let route = config.routing.sinks.entry(name.clone()).or_default();
             if route.when.is_none() {
                 route.when = sink.component().default_when().map(String::from);
+                route.default_when = route.when.is_some();
             }
         }
         config.check(path)?;

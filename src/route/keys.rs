@@ -36,6 +36,9 @@ pub struct SinkRoute {
     /// `amqp`).
     #[serde(default)]
     pub when: Option<String>,
+    /// Whether `when` is the sink type's default, not written.
+    #[serde(skip)]
+    pub default_when: bool,
 }
 
 impl SourceRoute {

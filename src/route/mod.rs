@@ -26,7 +26,7 @@ use tidewater_sinks::config::Invalid;
 use tidewater_sinks::when::Condition;
 use tidewater_sinks::RowOrigin;
 
-use crate::batch::filter_origins;
+use crate::batch::filter_per_row;
 use crate::redact::{RedactConfig, Redactor};
 use crate::schema::{check_columns, ExtraColumn, TableSchema};
 
@@ -223,7 +223,18 @@ impl SinkPlan {
         let schema = TableSchema::load(tables.schema, &columns)
             .map_err(|e| Invalid::new("inputs", e.to_string()))?;
         let arrow = schema.arrow();
-        let when = condition("when", route.when.as_deref(), &arrow)?;
+        let when = condition("when", route.when.as_deref(), &arrow).map_err(|e| {
+            if route.default_when {
+                let message = format!(
+                    "{} (in this sink type's default when, {:?}: write a when that fits this table)",
+                    e.message,
+                    route.when.as_deref().unwrap_or_default()
+                );
+                Invalid { message, ..e }
+            } else {
+                e
+            }
+        })?;
         Ok(Self {
             inputs,
             when,
@@ -274,8 +285,17 @@ impl SinkPlan {
         }
         let kept_records = filter_record_batch(&records, &mask)
             .expect("a mask of the batch's own length filters it");
+        let positions = mask
+            .values()
+            .set_indices()
+            .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect();
         Selected {
-            rows: Some((kept_records, filter_origins(origins, &mask).into())),
+            rows: Some(Rows {
+                records: kept_records,
+                origins: filter_per_row(origins, &mask).into(),
+                positions: Some(positions),
+            }),
             filtered,
         }
     }
@@ -302,16 +322,29 @@ impl SinkPlan {
 
 /// What a sink receives of one batch.
 pub struct Selected {
-    /// The rows and their origins; `None` when no row is for the sink.
-    pub rows: Option<(RecordBatch, Arc<[RowOrigin]>)>,
+    /// `None` when no row is for the sink.
+    pub rows: Option<Rows>,
     /// Rows its `when` left out.
     pub filtered: u64,
+}
+
+/// The rows of a batch one sink receives.
+pub struct Rows {
+    pub records: RecordBatch,
+    /// Their origins (empty, or one per row).
+    pub origins: Arc<[RowOrigin]>,
+    /// Their positions in the batch as built (`None`: all of it).
+    pub positions: Option<Arc<[u32]>>,
 }
 
 impl Selected {
     fn all(records: RecordBatch, origins: &Arc<[RowOrigin]>) -> Self {
         Self {
-            rows: Some((records, Arc::clone(origins))),
+            rows: Some(Rows {
+                records,
+                origins: Arc::clone(origins),
+                positions: None,
+            }),
             filtered: 0,
         }
     }

@@ -96,7 +96,7 @@ fn routing_mistakes_name_the_key() {
         (
             r#"when = 'level >= "warn" or namespace == "payments"'"#,
             r#"when = 'level >= "warn" or' "#,
-            "sinks.lake.when: column",
+            "sinks.lake.when: column 19: expected a comparison after `or`",
         ),
         (
             "name = \"user\"",
@@ -106,7 +106,7 @@ fn routing_mistakes_name_the_key() {
         (
             "inputs = [\"access\"]\n",
             "inputs = \"access\"\n",
-            "expected a sequence",
+            "sinks.access_lake: ",
         ),
     ] {
         assert!(TWO_SOURCES.contains(from), "{from}");
@@ -163,7 +163,13 @@ fn a_sink_receives_only_its_rows_in_its_own_table() {
     let origins: Arc<[RowOrigin]> = batch.origins.into();
     let selected = lake.select(&batch.records, &origins);
     assert_eq!(selected.filtered, 2);
-    let (rows, kept) = selected.rows.expect("two rows");
+    let selected = selected.rows.expect("two rows");
+    assert_eq!(
+        selected.positions.as_deref(),
+        Some(&[1, 2][..]),
+        "positions in the batch as built"
+    );
+    let (rows, kept) = (selected.records, selected.origins);
     assert_eq!(rows.schema(), *lake.arrow());
     assert_eq!(kept.iter().map(|o| o.offset).collect::<Vec<_>>(), [10, 20]);
     let status = rows.column_by_name("status").expect("status");
@@ -184,7 +190,7 @@ fn a_sink_receives_only_its_rows_in_its_own_table() {
     // The access lake takes every row, in the source's own table.
     let all = routes.sinks["access_lake"].select(&batch.records, &origins);
     assert_eq!(
-        (all.filtered, all.rows.map(|r| r.0.num_rows())),
+        (all.filtered, all.rows.map(|r| r.records.num_rows())),
         (0, Some(4))
     );
 }
@@ -200,7 +206,8 @@ fn drop_removes_rows_when_the_batch_is_finished_and_still_covers_them() {
     let plan = &routes.sources["access"];
     let mut b = Builder::new(&plan.schema, &plan.columns, BatchConfig::default())
         .expect("builder")
-        .for_source("access", plan.drop.clone(), None);
+        .for_source("access", plan.drop.clone(), None)
+        .with_origins();
     let meta = FileMeta {
         source: "access".into(),
         path: "access.log".into(),
@@ -228,4 +235,6 @@ fn drop_removes_rows_when_the_batch_is_finished_and_still_covers_them() {
     );
     assert_eq!(batch.acks, [(file, 40)], "the acks cover dropped rows");
     assert_eq!(&*batch.source, "access");
+    let kept: Vec<u64> = batch.origins.iter().map(|o| o.offset).collect();
+    assert_eq!(kept, [0, 20], "the origins follow the rows");
 }

@@ -214,7 +214,7 @@ fn the_readme_queries_answer_on_the_lake_and_on_bigquery() {
     let leaks = crate::util::duckdb(
         &sandbox,
         &sandbox.path("lake-sidecar"),
-        &["SELECT count(*) FROM logs WHERE concat_ws(' ', message, fields, parse_error, labels) SIMILAR TO '.*(hunter2|eyJhbGciOiJIUzI1NiJ9|tok_9f8e7d6c5b|sk_live_51HxQ2pVb9).*'",
+        &["SELECT count(*) FROM logs WHERE concat_ws(' ', message, fields, parse_error, labels, annotations) SIMILAR TO '.*(hunter2|eyJhbGciOiJIUzI1NiJ9|tok_9f8e7d6c5b|sk_live_51HxQ2pVb9).*'",
           "SELECT count(*) FROM logs WHERE list_contains(flags, 'redacted')"],
     );
     assert_eq!(leaks[0], [[json!(0)]], "no secret reaches the lakes");

@@ -94,7 +94,7 @@ impl AmqpSink {
                 .and_then(|t| chrono::DateTime::from_timestamp_micros(t.value(row)))
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
             let event = ErrorEvent {
-                id: format!("{}-{row}", batch.id),
+                id: format!("{}-{}", batch.id, batch.position(row)),
                 timestamp,
                 level: get(level, row).map(String::from),
                 message: text.to_string(),

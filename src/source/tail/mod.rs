@@ -427,8 +427,6 @@ impl Tail {
         let Some(mut batch) = self.cx.builder.finish() else {
             return;
         };
-        self.cx.stats.dropped.inc_by(batch.dropped);
-        self.cx.stats.redacted.inc_by(batch.redacted);
         // Waits while the batches in flight fill the budget (sinks behind).
         let bytes = batch.records.get_array_memory_size();
         match self.cx.memory.reserve_blocking(bytes, &self.cx.shutdown) {
@@ -440,9 +438,14 @@ impl Tail {
                 return;
             }
         }
+        let (dropped, redacted) = (batch.dropped, batch.redacted);
         if self.cx.batches.blocking_send(batch).is_err() {
             self.closed = true;
+            return;
         }
+        // Counted once handed on: a batch given up here is read again.
+        self.cx.stats.dropped.inc_by(dropped);
+        self.cx.stats.redacted.inc_by(redacted);
     }
 }
 
