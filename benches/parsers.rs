@@ -5,15 +5,23 @@
 //! with and without `[multiline] languages = ["java"]`) and counts the
 //! records; criterion reports input bytes per second.
 //!
+//! The `redact` group (issue 15) measures `[[redact]]` on CRI lines with
+//! JSON bodies: the parse alone, then the parse with the issue's rule
+//! applied to each record's message and fields, when no record matches and
+//! when 1 % do; and the prefilters on the bodies alone.
+//!
 //! `cargo bench --bench parsers`; figures in BENCHMARKS.md.
 
+use std::borrow::Cow;
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use regex::{Regex, RegexSet};
 use tidewater::parse::multiline::{Language, MultilineConfig, Rules};
 use tidewater::parse::rules::{BodyKeys, BodyRules, ParserKind};
 use tidewater::parse::{FileParser, Flags, Format, Record};
+use tidewater::redact::{RedactConfig, Redactor};
 
 const LINES: usize = 10_000;
 
@@ -219,5 +227,189 @@ fn parsers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parsers);
+/// The issue's rule.
+const REDACT: &str = r"(?i)(password|passwd|token|secret|api_key)=\S+";
+
+/// CRI lines with the JSON bodies of [`json`]; every `secret_every`-th
+/// (if any) logs a password in its `msg`; with `query`, each path has a
+/// query string (`?page=…`: the rule's needle `=` in every line).
+fn cri_json(i: usize, secret_every: Option<usize>, query: bool) -> String {
+    let ts = format!("2026-12-02T13:{:02}:{:02}.{:09}Z", i / 60 % 60, i % 60, i);
+    let mut body = json(i);
+    if secret_every.is_some_and(|n| i.is_multiple_of(n)) {
+        body = body.replace("request served", "login ok password=hunter2");
+    }
+    if query {
+        body = body.replace(r#"","status""#, &format!(r#"?page={}","status""#, i % 50));
+    }
+    format!("{ts} stdout F {body}")
+}
+
+/// Parse `lines`, and with `redact`, mask each record's message and fields
+/// as the pipeline would; returns the records and the masked ones.
+fn run_redacted(
+    parser: &mut FileParser,
+    lines: &[String],
+    redact: Option<&Redactor>,
+    by_record: bool,
+) -> (usize, usize) {
+    let mut records = 0;
+    let mut masked = 0;
+    let mut emit = |r: &Record| {
+        records += 1;
+        if let Some(redactor) = redact {
+            if by_record {
+                let mut message = r.message.clone();
+                let mut fields = r.fields.clone();
+                masked += usize::from(redactor.apply_record(&mut message, &mut fields));
+                black_box((message, fields));
+            } else {
+                let message = r.message.as_deref().map(|m| redactor.apply(m));
+                let fields = r.fields.as_deref().map(|f| redactor.apply_json(f));
+                let changed =
+                    matches!(message, Some(Cow::Owned(_))) || matches!(fields, Some(Cow::Owned(_)));
+                masked += usize::from(changed);
+                black_box((message, fields));
+            }
+        }
+        black_box(r);
+    };
+    for (i, line) in lines.iter().enumerate() {
+        parser.line(line.as_bytes(), i as u64 * 256, Flags::default(), &mut emit);
+    }
+    parser.flush(&mut emit);
+    (records, masked)
+}
+
+fn redaction(c: &mut Criterion) {
+    let mut group = c.benchmark_group("redact");
+    let rules = rules(ParserKind::Auto, None);
+    let config = [RedactConfig {
+        pattern: REDACT.into(),
+        replace: "$1=[REDACTED]".into(),
+        sources: None,
+    }];
+    tidewater::redact::check(&config).expect("the issue's rule is valid");
+    let redactor = Redactor::for_source(&config, "app").expect("applies to every source");
+    let three = [
+        config[0].clone(),
+        RedactConfig {
+            pattern: r"(?i)authorization: bearer \S+".into(),
+            replace: "Authorization: Bearer [REDACTED]".into(),
+            sources: None,
+        },
+        RedactConfig {
+            pattern: r"\bAKIA[0-9A-Z]{16}\b".into(),
+            replace: "[AWS KEY ID]".into(),
+            sources: None,
+        },
+    ];
+    tidewater::redact::check(&three).expect("valid rules");
+    let three = Redactor::for_source(&three, "app").expect("applies to every source");
+    let parser = || FileParser::new(Format::Cri, Arc::clone(&rules), 1 << 20);
+
+    // (name, secret in every n-th line, query strings, redactor, apply_record)
+    type RedactCase<'r> = (
+        &'static str,
+        Option<usize>,
+        bool,
+        Option<&'r Redactor>,
+        bool,
+    );
+    let cases: [RedactCase; 9] = [
+        ("cri_json_parse", None, false, None, false),
+        (
+            "cri_json_parse+apply_none",
+            None,
+            false,
+            Some(&redactor),
+            false,
+        ),
+        (
+            "cri_json_parse+record_none",
+            None,
+            false,
+            Some(&redactor),
+            true,
+        ),
+        (
+            "cri_json_parse+record_1pct",
+            Some(100),
+            false,
+            Some(&redactor),
+            true,
+        ),
+        (
+            "cri_json_parse+apply_1pct",
+            Some(100),
+            false,
+            Some(&redactor),
+            false,
+        ),
+        (
+            "cri_json_parse+record_3rules_none",
+            None,
+            false,
+            Some(&three),
+            true,
+        ),
+        ("cri_json_query_parse", None, true, None, false),
+        (
+            "cri_json_query_parse+record_none",
+            None,
+            true,
+            Some(&redactor),
+            true,
+        ),
+        (
+            "cri_json_query_parse+record_1pct",
+            Some(100),
+            true,
+            Some(&redactor),
+            true,
+        ),
+    ];
+    for (name, every, query, redact, by_record) in cases {
+        let lines: Vec<String> = (0..LINES).map(|i| cri_json(i, every, query)).collect();
+        let bytes = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        let expected = if redact.is_some() {
+            every.map_or(0, |n| LINES / n)
+        } else {
+            0
+        };
+        assert_eq!(
+            run_redacted(&mut parser(), &lines, redact, by_record),
+            (LINES, expected),
+            "{name}"
+        );
+        group.throughput(Throughput::Bytes(bytes));
+        group.bench_function(name, |b| {
+            b.iter(|| run_redacted(&mut parser(), &lines, redact, by_record))
+        });
+    }
+
+    // The prefilters alone, on the JSON bodies (none matches).
+    let bodies: Vec<String> = (0..LINES).map(json).collect();
+    let bytes = bodies.iter().map(|l| l.len() as u64).sum();
+    let set = RegexSet::new([REDACT]).expect("valid");
+    let regex = Regex::new(REDACT).expect("valid");
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("gate_regexset", |b| {
+        b.iter(|| bodies.iter().filter(|t| set.is_match(t)).count())
+    });
+    group.bench_function("gate_regex", |b| {
+        b.iter(|| bodies.iter().filter(|t| regex.is_match(t)).count())
+    });
+    group.bench_function("gate_needle_apply_json", |b| {
+        b.iter(|| {
+            bodies
+                .iter()
+                .filter(|t| matches!(redactor.apply_json(t), Cow::Owned(_)))
+                .count()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parsers, redaction);
 criterion_main!(benches);

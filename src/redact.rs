@@ -33,30 +33,21 @@
 //! a separate key list (not implemented). In the `message`, which is plain
 //! text, `password=hunter2` is matched as written.
 //!
-//! # Cost: a needle before the regex
+//! # Cost: words before the regex
 //!
 //! Most records match no rule, and for them the cost must stay at a few
-//! percent of parsing (issue 15). Each rule's pattern is read for a byte
-//! string that every match contains (`literal::required_literal`): for the
-//! issue's rule that is `=` (under `(?i)`, letters can match in other
-//! cases, so they are not used). A text without any rule's needle is
-//! returned as it is after one `memchr`/`memmem` pass; only texts that hold
-//! a needle run the regexes. Measured on 10,000 JSON bodies of ~250 bytes
-//! (AMD EPYC, release build, `benches/parsers.rs` `redact/prefilter_*`):
-//!
-//! | gate on a text that does not match | MiB/s | ns per body |
-//! | --- | ---: | ---: |
-//! | `RegexSet::is_match` (the issue's rule) | 460 | 533 |
-//! | `Regex::is_match` (the regex crate's own literal prefilter) | 2,680 | 91 |
-//! | needle `=` (`memchr`), this module | 19,800 | 12 |
-//!
-//! A `RegexSet` runs its lazy DFA over every byte; a single `Regex` uses
-//! the literals it extracts itself, but the case-insensitive alternatives
-//! give it many candidate positions; the needle is a plain vector scan.
-//! (For three rules, a `RegexSet`, one alternation `(?:a)|(?:b)|(?:c)` and
-//! three `Regex`es gave 472, 480 and 384 MiB/s: no reason to combine.) A
-//! rule without a needle (a top-level `|`, `(?x)`, hex escapes, a pattern
-//! of classes only) is gated by its own `Regex::is_match`.
+//! percent of parsing (issue 15). Each rule's pattern is read (with
+//! `regex-syntax`, the regex crate's parser) for words that every match
+//! contains (`literal::needles`): for the issue's rule, `password`,
+//! `passwd`, `token`, `secret`, `api_key`, compared without case. An ASCII
+//! text holding none of them is returned as it is after one Aho-Corasick
+//! scan; only texts that hold one (or any non-ASCII byte: `(?i)s` also
+//! matches `ſ`) run the regexes. A first version used a single byte every
+//! match holds (`=` here): in log lines full of `key=value` that let
+//! nearly every record through to the regexes, and the default job with
+//! the issue's rule cost 22 % more instructions (callgrind, BENCHMARKS.md,
+//! "Routing and masking"). A rule without words (a pattern of classes
+//! only) is its own gate: its regex runs on every text.
 
 mod gate;
 mod json;
@@ -66,7 +57,6 @@ mod tests;
 
 use std::borrow::Cow;
 
-use memchr::memmem;
 use regex::Regex;
 use serde::Deserialize;
 use tidewater_sinks::config::Invalid;
@@ -133,8 +123,10 @@ pub struct Redactor {
 struct Rule {
     regex: Regex,
     replace: String,
-    /// Bytes every match contains; `None`: the regex is its own gate.
-    needle: Option<memmem::Finder<'static>>,
+    /// Words every match contains; `None`: the regex is its own gate.
+    needles: Option<gate::Words>,
+    /// The same words, for the source's gate.
+    words: Option<Vec<Vec<u8>>>,
     /// May use `^`, `$`, `\A`, `\z`: a match in a JSON value may not be one
     /// in the whole JSON text.
     anchored: bool,
@@ -144,9 +136,9 @@ impl Rule {
     /// Whether the rule may match somewhere in `text` (no false negatives).
     #[inline]
     fn needle_in(&self, text: &str) -> bool {
-        self.needle
+        self.needles
             .as_ref()
-            .is_none_or(|n| n.find(text.as_bytes()).is_some())
+            .is_none_or(|n| n.may_be_in(text.as_bytes()))
     }
 }
 
@@ -168,11 +160,12 @@ impl Redactor {
             .map(|(i, r)| {
                 let regex =
                     compile(r).unwrap_or_else(|e| panic!("redact[{i}] was not checked: {e}"));
+                let words = literal::needles(&r.pattern);
                 Rule {
                     regex,
                     replace: r.replace.clone(),
-                    needle: literal::required_literal(&r.pattern)
-                        .map(|n| memmem::Finder::new(&n).into_owned()),
+                    needles: words.as_deref().and_then(gate::Words::new),
+                    words,
                     anchored: literal::has_anchor(&r.pattern),
                 }
             })
@@ -180,7 +173,7 @@ impl Redactor {
         if rules.is_empty() {
             return None;
         }
-        let gate = gate::Gate::new(rules.iter().map(|r| r.needle.as_ref().map(|n| n.needle())));
+        let gate = gate::Gate::new(rules.iter().map(|r| r.words.as_deref()));
         Some(Redactor { rules, gate })
     }
 

@@ -1,112 +1,182 @@
-//! The prefilter: the needles of a source's rules, scanned with `memchr`
-//! (up to three single bytes in one pass) or `memmem`, so that a text
-//! holding none of them is known not to match after one vector scan.
+//! The prefilter: the words of a source's rules ([`super::literal::needles`]),
+//! compared without case, so that an ASCII text holding none of them is
+//! known not to match after one vector scan. A text with a non-ASCII byte
+//! is always handed to the regexes (case folding reaches outside ASCII).
+//!
+//! The scan is the SIMD "Teddy" searcher of `aho-corasick` (its `packed`
+//! module) over every case variant of the rarest three bytes of each word
+//! (`_ke` of `api_key`: a window of common letters such as `api` would hit
+//! in every `/api/` path; 64 patterns at most), each hit checked against
+//! the whole word. The
+//! automaton with `ascii_case_insensitive` scans a byte at a time: about
+//! 15 instructions a byte against under 1 (callgrind, BENCHMARKS.md); it
+//! stays the fallback for words with too many variants.
 
-use memchr::arch::all::memchr::{One, Three, Two};
-use memchr::{memchr, memchr2, memchr3, memmem};
+use aho_corasick::packed;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
-/// Below this length the portable word-at-a-time search beats `memchr`'s
-/// dispatch to its vector routines (5.8 against 9.3 ns on a 14-byte
-/// message, measured on the bench machine).
-const SHORT: usize = 64;
+/// How many bytes of each word the vector scan looks for.
+const WINDOW: usize = 3;
+
+/// Letters from the most to the least common in English text (and, near
+/// enough, in log lines); anything else (`_`, `-`, digits) counts as rare.
+const COMMON: &[u8] = b"etaoinsrhldcumfpgwybvkxjqz";
+
+/// How common `b` is: higher is more common.
+fn commonness(b: u8) -> usize {
+    COMMON
+        .iter()
+        .position(|&c| c == b.to_ascii_lowercase())
+        .map_or(0, |i| COMMON.len() - i)
+}
+
+/// Words searched for without case.
+#[derive(Debug, Clone)]
+pub(super) struct Words {
+    /// Each word, with the offset of its window.
+    words: Vec<(Vec<u8>, usize)>,
+    scan: Scan,
+}
+
+#[derive(Debug, Clone)]
+enum Scan {
+    /// Every case variant of the rarest window of each word; a hit is
+    /// checked against every word whose window is there.
+    Windows(packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Words {
+    pub fn new(words: &[Vec<u8>]) -> Option<Self> {
+        let mut variants: Vec<Vec<u8>> = Vec::new();
+        let mut offsets = Vec::new();
+        for w in words {
+            let len = w.len().min(WINDOW);
+            let offset = (0..=w.len() - len)
+                .min_by_key(|&o| w[o..o + len].iter().map(|&b| commonness(b)).sum::<usize>())
+                .unwrap_or(0);
+            offsets.push(offset);
+            let mut cased = vec![Vec::new()];
+            for &b in &w[offset..offset + len] {
+                let both = [b.to_ascii_lowercase(), b.to_ascii_uppercase()];
+                let bytes: &[u8] = if both[0] == both[1] {
+                    &both[..1]
+                } else {
+                    &both
+                };
+                cased = cased
+                    .iter()
+                    .flat_map(|p| bytes.iter().map(move |&c| [p.as_slice(), &[c]].concat()))
+                    .collect();
+            }
+            variants.extend(cased);
+        }
+        variants.sort();
+        variants.dedup();
+        let packed = (variants.len() <= 64)
+            .then(|| {
+                packed::Config::new()
+                    .match_kind(packed::MatchKind::LeftmostFirst)
+                    .builder()
+                    .extend(&variants)
+                    .build()
+            })
+            .flatten();
+        let scan = match packed {
+            Some(searcher) => Scan::Windows(searcher),
+            None => Scan::Automaton(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .build(words)
+                    .ok()?,
+            ),
+        };
+        Some(Words {
+            words: words.iter().cloned().zip(offsets).collect(),
+            scan,
+        })
+    }
+
+    /// Whether one of the words may be in `text` (never `false` when a
+    /// rule whose words these are matches).
+    #[inline]
+    pub fn may_be_in(&self, text: &[u8]) -> bool {
+        if !text.is_ascii() {
+            return true;
+        }
+        match &self.scan {
+            Scan::Windows(searcher) => {
+                // One hit stands for every window that starts there, and
+                // hits may overlap a word (`aba` of `abab_x` in `ababab_x`):
+                // each word is checked at a hit, then the scan goes on one
+                // byte later.
+                let mut from = 0;
+                while let Some(m) = searcher.find(&text[from..]) {
+                    let hit = from + m.start();
+                    let is_word = self.words.iter().any(|(w, offset)| {
+                        hit.checked_sub(*offset)
+                            .and_then(|start| text.get(start..start + w.len()))
+                            .is_some_and(|t| t.eq_ignore_ascii_case(w))
+                    });
+                    if is_word {
+                        return true;
+                    }
+                    from = hit + 1;
+                }
+                false
+            }
+            Scan::Automaton(ac) => ac.is_match(text),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(super) struct Gate {
-    /// One-byte needles.
-    bytes: Vec<u8>,
-    /// Longer needles.
-    finders: Vec<memmem::Finder<'static>>,
-    /// A rule has no needle: any text may match.
-    open: bool,
-    /// The ASCII bytes of all needles, as a bit set.
+    /// Every rule's words; `None` when a rule has none (any text may match).
+    words: Option<Words>,
+    /// The bytes of all words, both cases, as a bit set (the words are ASCII).
     ascii: u128,
-    /// Some needle has a non-ASCII byte.
-    non_ascii: bool,
 }
 
 impl Gate {
-    /// One needle per rule (`None`: the rule has none).
-    pub fn new<'a>(needles: impl IntoIterator<Item = Option<&'a [u8]>>) -> Self {
-        let mut gate = Gate {
-            bytes: Vec::new(),
-            finders: Vec::new(),
-            open: false,
-            ascii: 0,
-            non_ascii: false,
-        };
-        for needle in needles {
-            let Some(needle) = needle else {
-                gate.open = true;
+    /// The words of each rule (`None`: the rule has none).
+    pub fn new<'a>(rules: impl IntoIterator<Item = Option<&'a [Vec<u8>]>>) -> Self {
+        let mut all = Vec::new();
+        let mut open = false;
+        let mut ascii = 0u128;
+        for words in rules {
+            let Some(words) = words else {
+                open = true;
                 continue;
             };
-            for &b in needle {
-                if b.is_ascii() {
-                    gate.ascii |= 1 << b;
-                } else {
-                    gate.non_ascii = true;
+            for w in words {
+                for &b in w {
+                    ascii |= 1 << b.to_ascii_lowercase();
+                    ascii |= 1 << b.to_ascii_uppercase();
                 }
-            }
-            match needle {
-                [b] if !gate.bytes.contains(b) => gate.bytes.push(*b),
-                [_] => {}
-                _ => gate.finders.push(memmem::Finder::new(needle).into_owned()),
+                all.push(w.clone());
             }
         }
-        gate
+        let words = if open { None } else { Words::new(&all) };
+        Gate { words, ascii }
     }
 
     /// Whether a rule may match in `text` (never `false` when one does).
     #[inline]
     pub fn may_match(&self, text: &[u8]) -> bool {
-        if self.open {
-            return true;
-        }
-        let short = text.len() < SHORT;
-        self.bytes.chunks(3).any(|c| match (c, short) {
-            (&[a], true) => One::new(a).find(text).is_some(),
-            (&[a, b], true) => Two::new(a, b).find(text).is_some(),
-            (&[a, b, c], true) => Three::new(a, b, c).find(text).is_some(),
-            (&[a], false) => memchr(a, text).is_some(),
-            (&[a, b], false) => memchr2(a, b, text).is_some(),
-            (&[a, b, c], false) => memchr3(a, b, c, text).is_some(),
-            _ => unreachable!("chunks of 1 to 3"),
-        }) || self.finders.iter().any(|f| f.find(text).is_some())
+        self.words.as_ref().is_none_or(|w| w.may_be_in(text))
     }
 
-    /// For a JSON text: `true` when no string value of it can hold a needle,
-    /// escaped or not (never `true` when one can). With one or two one-byte
-    /// needles (the common case), one pass that stops at each backslash.
+    /// For a JSON text: `true` when no string value of it can hold a word,
+    /// escaped or not (never `true` when one can).
     #[inline]
     pub fn json_clean(&self, json: &[u8]) -> bool {
-        if self.open {
-            return false;
-        }
-        if self.finders.is_empty() && self.bytes.len() <= 2 {
-            let mut pos = 0;
-            loop {
-                let rest = &json[pos..];
-                let hit = match *self.bytes.as_slice() {
-                    [a] => memchr2(a, b'\\', rest),
-                    [a, b] => memchr3(a, b, b'\\', rest),
-                    _ => memchr(b'\\', rest),
-                };
-                let Some(k) = hit else {
-                    return true;
-                };
-                if rest[k] != b'\\' {
-                    return false;
-                }
-                match self.past_escape(json, pos + k) {
-                    Some(next) => pos = next,
-                    None => return false,
-                }
-            }
-        }
         if self.may_match(json) {
             return false;
         }
         let mut pos = 0;
-        while let Some(k) = memchr(b'\\', &json[pos..]) {
+        while let Some(k) = memchr::memchr(b'\\', &json[pos..]) {
             match self.past_escape(json, pos + k) {
                 Some(next) => pos = next,
                 None => return false,
@@ -116,8 +186,8 @@ impl Gate {
     }
 
     /// The position after the escape at `i` (a backslash), if the character
-    /// it stands for is in no needle: then a needle that is not in the text
-    /// as written cannot be in the value by this escape.
+    /// it stands for is ASCII and in no word: then a word that is not in
+    /// the text as written cannot be in the value by this escape.
     fn past_escape(&self, json: &[u8], i: usize) -> Option<usize> {
         let (c, next) = match json.get(i + 1)? {
             b'u' => {
@@ -135,11 +205,6 @@ impl Gate {
             c @ (b'"' | b'\\' | b'/') => (u32::from(*c), i + 2),
             _ => return None,
         };
-        let in_needle = if c < 0x80 {
-            self.ascii & (1 << c) != 0
-        } else {
-            self.non_ascii
-        };
-        (!in_needle).then_some(next)
+        (c < 0x80 && self.ascii & (1 << c) == 0).then_some(next)
     }
 }
