@@ -412,5 +412,8 @@ impl fmt::Display for Value {
 }
 
 #[cfg(test)]
+#[path = "when/eval_tests.rs"]
+mod eval_tests;
+#[cfg(test)]
 #[path = "when_tests.rs"]
 mod tests;
