@@ -442,6 +442,7 @@ impl<'a> Rows<'a> {
 }
 
 /// [`Condition::matches`]: one record's values as text.
+#[cfg(test)]
 pub(super) fn matches<'a>(condition: &Condition, get: impl Fn(&str) -> Option<&'a str>) -> bool {
     let mut parsed: Vec<Option<Vec<Leaf<'a>>>> = vec![None; condition.json.len()];
     let mut scratch = String::new();
