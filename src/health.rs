@@ -33,9 +33,10 @@ impl Health {
         *crate::lock(&self.source_failure) = Some((SystemTime::now(), error));
     }
 
-    /// Each sink's name, whether its last attempt succeeded, and its failed
-    /// attempts since start.
-    pub fn sinks_ok(&self) -> Vec<(String, bool, u64)> {
+    /// Each sink's name, whether its last attempt succeeded, its failed
+    /// attempts since start, and its rows delivered with a weaker guarantee
+    /// than configured.
+    pub fn sinks_ok(&self) -> Vec<(String, bool, u64, u64)> {
         self.sinks
             .iter()
             .map(|s| {
@@ -44,6 +45,7 @@ impl Health {
                     s.name().to_string(),
                     h.failure().is_none(),
                     h.failed_total(),
+                    h.degraded_rows(),
                 )
             })
             .collect()

@@ -41,6 +41,7 @@ struct Gauges {
     queue_depth: Family<[(&'static str, String); 1], Gauge>,
     sink_up: Family<[(&'static str, String); 1], Gauge>,
     retries: Family<[(&'static str, String); 1], Counter>,
+    degraded: Family<[(&'static str, String); 1], Counter>,
     rss: Gauge,
     reserved: Gauge,
     budget: Gauge,
@@ -90,6 +91,12 @@ impl Metrics {
                 r,
                 "tidewater_sink_retries",
                 "Failed attempts to write to the destination, each retried (background uploads included)",
+                Family::default(),
+            ),
+            degraded: registered(
+                r,
+                "tidewater_sink_degraded_rows",
+                "Rows delivered with a weaker guarantee than configured (BigQuery exactly_once sent at-least-once at a quota)",
                 Family::default(),
             ),
             reserved: registered(
@@ -160,12 +167,14 @@ impl Metrics {
                 .get_or_create(&[("sink", sink.clone())])
                 .set(depth() as i64);
         }
-        for (sink, ok, failed) in self.health.sinks_ok() {
+        for (sink, ok, failed, degraded) in self.health.sinks_ok() {
             let label = [("sink", sink)];
             g.sink_up.get_or_create(&label).set(i64::from(ok));
-            // The sink counts; the counter follows it (it never goes down).
+            // The sink counts; the counters follow it (they never go down).
             let retries = g.retries.get_or_create(&label);
             retries.inc_by(failed.saturating_sub(retries.get()));
+            let degraded_rows = g.degraded.get_or_create(&label);
+            degraded_rows.inc_by(degraded.saturating_sub(degraded_rows.get()));
         }
         g.reserved
             .set(i64::try_from(self.memory.reserved()).unwrap_or(i64::MAX));

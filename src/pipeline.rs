@@ -102,6 +102,9 @@ impl Pipeline {
         ));
         let listener = crate::api::bind(&self.config.api).await?;
         let checkpoints = Arc::new(Mutex::new(Checkpoints::open(&self.data_dir)?));
+        lock(&checkpoints).on_written(checkpointed(
+            self.sinks.iter().map(|(s, _)| Arc::clone(s)).collect(),
+        ));
         let tracker = Arc::new(Mutex::new(AckTracker::new(
             self.sinks.len(),
             Arc::clone(&checkpoints),
@@ -344,4 +347,20 @@ impl Pipeline {
             )),
         }
     }
+}
+
+/// Tells every sink what a written checkpoint holds.
+fn checkpointed(sinks: Vec<Arc<dyn Sink>>) -> crate::checkpoint::Written {
+    Arc::new(move |entries| {
+        let files: Vec<tidewater_sinks::CommittedFile> = entries
+            .iter()
+            .map(|e| tidewater_sinks::CommittedFile {
+                file: e.inode().key(),
+                offset: e.offset,
+            })
+            .collect();
+        for sink in &sinks {
+            sink.checkpointed(&files);
+        }
+    })
 }

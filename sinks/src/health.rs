@@ -27,6 +27,8 @@ pub struct HealthState {
     current: Mutex<Option<Failure>>,
     /// Every failed attempt since start (each one is retried).
     failed_total: AtomicU64,
+    /// Rows delivered with a weaker guarantee than configured.
+    degraded_rows: AtomicU64,
 }
 
 impl HealthState {
@@ -67,6 +69,17 @@ impl HealthState {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Record `rows` rows delivered with a weaker guarantee than the
+    /// configuration asks (BigQuery's exactly-once at a quota).
+    pub fn degraded(&self, rows: u64) {
+        self.degraded_rows.fetch_add(rows, Relaxed);
+    }
+
+    /// Rows delivered with a weaker guarantee than configured, since start.
+    pub fn degraded_rows(&self) -> u64 {
+        self.degraded_rows.load(Relaxed)
     }
 
     /// Failed attempts since start, including those of background uploads.

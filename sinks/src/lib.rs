@@ -129,6 +129,22 @@ pub trait Sink: Send + Sync {
     fn wants_origins(&self) -> bool {
         false
     }
+    /// The checkpoint was written and now holds `files`: rows before each
+    /// file's offset will never be offered again, so state kept to
+    /// recognise them after a crash can go (BigQuery's exactly-once
+    /// ledger). Called after every checkpoint write; must not block.
+    fn checkpointed(&self, files: &[CommittedFile]) {
+        let _ = files;
+    }
+}
+
+/// One file of a written checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommittedFile {
+    /// The file, as in [`RowOrigin::file`].
+    pub file: u64,
+    /// Every row that starts before this offset is delivered to every sink.
+    pub offset: u64,
 }
 
 /// Resolves when the rows of a [`Delivery::Staged`] batch are durable.

@@ -19,6 +19,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -130,7 +131,11 @@ pub struct Checkpoints {
     /// Entries read from disk that no reader has claimed yet.
     unclaimed: Vec<Entry>,
     dirty: bool,
+    written: Option<Written>,
 }
+
+/// Told what every checkpoint write wrote, once it is durable.
+pub type Written = Arc<dyn Fn(&[Entry]) + Send + Sync>;
 
 impl Checkpoints {
     /// Load `<data_dir>/checkpoints.json` (an absent file is an empty store).
@@ -153,6 +158,7 @@ impl Checkpoints {
             live: HashMap::new(),
             unclaimed,
             dirty: false,
+            written: None,
         })
     }
 
@@ -277,6 +283,12 @@ impl Checkpoints {
     /// (a write failed).
     pub fn mark_dirty(&mut self) {
         self.dirty = true;
+    }
+
+    /// Call `f` with the entries of every checkpoint written from now on,
+    /// once they are durable (sinks forget what the checkpoint passed).
+    pub fn on_written(&mut self, f: Written) {
+        self.written = Some(f);
     }
 
     /// Where the store is written.

@@ -55,15 +55,24 @@ pub fn write(path: &Path, files: Vec<Entry>) -> Result<(), CheckpointError> {
 pub async fn save(store: &Arc<Mutex<Checkpoints>>) -> anyhow::Result<()> {
     static WRITING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _writing = WRITING.lock().await;
-    let (path, changes) = {
+    let (path, changes, listener) = {
         let mut s = lock(store);
-        (s.path().to_path_buf(), s.take_changes())
+        (s.path().to_path_buf(), s.take_changes(), s.written.clone())
     };
     if let Some(files) = changes {
-        let written = tokio::task::spawn_blocking(move || write(&path, files)).await?;
-        if let Err(e) = written {
-            lock(store).mark_dirty();
-            return Err(e.into());
+        let wanted = listener.is_some();
+        let written = tokio::task::spawn_blocking(move || {
+            let entries = wanted.then(|| files.clone());
+            write(&path, files).map(|()| entries)
+        })
+        .await?;
+        match (written, listener) {
+            (Ok(Some(entries)), Some(listener)) => listener(&entries),
+            (Ok(_), _) => {}
+            (Err(e), _) => {
+                lock(store).mark_dirty();
+                return Err(e.into());
+            }
         }
     }
     Ok(())

@@ -15,7 +15,7 @@ use crate::util::*;
 
 /// A config with one tail source over `logs/*.log` and a BigQuery sink
 /// `warehouse` with `sink` as its extra keys.
-fn config(format: &str, sink: &str, extra: &str) -> String {
+pub(crate) fn config(format: &str, sink: &str, extra: &str) -> String {
     format!(
         r#"data_dir = "state"
 shutdown_timeout = "20s"
@@ -48,7 +48,7 @@ fn table_ref(table: &str) -> String {
 }
 
 /// (rows, distinct seqs, min seq, max seq) of a table.
-fn seq_stats(emu: &BqEmulator, table: &str) -> (i64, i64, i64, i64) {
+pub(crate) fn seq_stats(emu: &BqEmulator, table: &str) -> (i64, i64, i64, i64) {
     let rows = emu.query(&format!(
         "SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM {}",
         table_ref(table)
@@ -442,8 +442,24 @@ pub(crate) fn table_with_an_integer_status(
 
 /// (status, dead_letter_reason) of every row in the sink's dead letters.
 pub(crate) fn dead_letters(sandbox: &Sandbox) -> Vec<(String, String)> {
+    dead_letter_columns(sandbox, "warehouse", "status")
+}
+
+/// The dead_letter_reason of every row in sink `sink`'s dead letters.
+pub(crate) fn dead_letters_of(sandbox: &Sandbox, sink: &str) -> Vec<String> {
+    dead_letter_columns(sandbox, sink, "dead_letter_reason")
+        .into_iter()
+        .map(|(reason, _)| reason)
+        .collect()
+}
+
+/// (`column`, dead_letter_reason) of every row in `sink`'s dead letters.
+fn dead_letter_columns(sandbox: &Sandbox, sink: &str, column: &str) -> Vec<(String, String)> {
     let mut files = Vec::new();
-    collect_parquet_files(&sandbox.path("state/dead_letter/warehouse"), &mut files);
+    collect_parquet_files(
+        &sandbox.path(&format!("state/dead_letter/{sink}")),
+        &mut files,
+    );
     let mut dead: Vec<(String, String)> = Vec::new();
     for f in files {
         let reader =
@@ -459,7 +475,7 @@ pub(crate) fn dead_letters(sandbox: &Sandbox) -> Vec<(String, String)> {
                     .unwrap_or_else(|| panic!("no {name}"));
                 arrow::array::AsArray::as_string::<i32>(a).clone()
             };
-            let (status, reason) = (col("status"), col("dead_letter_reason"));
+            let (status, reason) = (col(column), col("dead_letter_reason"));
             for i in 0..batch.num_rows() {
                 dead.push((status.value(i).to_string(), reason.value(i).to_string()));
             }
@@ -783,7 +799,7 @@ fn a_deleted_table_makes_the_sink_unhealthy_until_it_is_back() {
     run.finish(Duration::from_secs(30)).assert_success();
 }
 
-fn append(path: &std::path::Path, bytes: &[u8]) {
+pub(crate) fn append(path: &std::path::Path, bytes: &[u8]) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .append(true)

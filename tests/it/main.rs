@@ -23,6 +23,11 @@
 //!   insertAll and the Storage Write API (Arrow), table creation, insertIds
 //!   on retries and restarts (through a recording proxy), dead letters, an
 //!   outage, a dropped table, schema checks.
+//! - `exactly_once`: BigQuery's `delivery = "exactly_once"` (committed
+//!   streams at offsets, the ledger): eight SIGKILLs while the log grows,
+//!   a kill between an append's answer and the checkpoint (a fault hook,
+//!   with at-least-once as the control), rotation, a rejected row, an
+//!   emulator frozen by SIGSTOP.
 //! - `parsers`: nginx, Apache, LTSV, logfmt and regex bodies become `fields`,
 //!   times, levels and typed columns; bad parser keys are refused by name.
 //! - `labels`: `[kubernetes]`, the Pod's labels and annotations from a
@@ -47,6 +52,7 @@ mod bigquery;
 mod config_errors;
 mod corpus;
 mod crash;
+mod exactly_once;
 mod full_disk;
 mod labels;
 mod multiline;

@@ -548,6 +548,14 @@ impl BqEmulator {
         self.run();
     }
 
+    /// The emulator's process (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.server
+            .as_ref()
+            .map(|s| s.child.id())
+            .expect("the emulator is running")
+    }
+
     pub fn rest_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.rest_port)
     }

@@ -63,6 +63,10 @@ pub struct BigQuerySinkConfig {
     /// Batches this sink sends at the same time.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// `at_least_once` or `exactly_once` (Storage Write only; see
+    /// [`BigQuerySinkConfig::exactly_once`]).
+    #[serde(default = "default_delivery")]
+    pub delivery: String,
 }
 
 fn default_api() -> String {
@@ -89,6 +93,9 @@ fn default_request_timeout() -> Duration {
 fn default_concurrency() -> usize {
     4
 }
+fn default_delivery() -> String {
+    "at_least_once".into()
+}
 
 impl BigQuerySinkConfig {
     /// The API named by `api` (a string, so that a bad value is reported
@@ -99,6 +106,18 @@ impl BigQuerySinkConfig {
             "storage_write" => Ok(Api::StorageWrite),
             other => Err(format!(
                 "expected \"insert_all\" or \"storage_write\", got {other:?}"
+            )),
+        }
+    }
+
+    /// Whether `delivery = "exactly_once"`: committed streams at offsets,
+    /// with a write-ahead ledger in the data dir.
+    pub fn exactly_once(&self) -> Result<bool, String> {
+        match self.delivery.as_str() {
+            "at_least_once" => Ok(false),
+            "exactly_once" => Ok(true),
+            other => Err(format!(
+                "expected \"at_least_once\" or \"exactly_once\", got {other:?}"
             )),
         }
     }
@@ -134,10 +153,19 @@ impl BigQuerySinkConfig {
             credentials: self.credentials.as_ref().map(|p| cx.base_dir.join(p)),
             ..self.clone()
         };
+        let exactly_once = self
+            .exactly_once()
+            .map_err(|reason| SinkError::Config {
+                sink: cx.name.to_string(),
+                key: "delivery".into(),
+                reason,
+            })?
+            .then(|| cx.data_dir.join("staging").join(cx.name).join("ledger"));
         let settings = Settings {
             name: cx.name.to_string(),
             api,
             keys,
+            exactly_once,
         };
         Ok((settings, schema_json))
     }
@@ -230,6 +258,15 @@ impl SinkComponent for BigQuerySinkConfig {
             }
         }
         let api = self.api().map_err(|e| Invalid::new("api", e))?;
+        let exactly_once = self
+            .exactly_once()
+            .map_err(|e| Invalid::new("delivery", e))?;
+        if exactly_once && api != Api::StorageWrite {
+            return Err(Invalid::new(
+                "delivery",
+                "\"exactly_once\" needs api = \"storage_write\" (committed streams with offsets); insertAll's insertIds only de-duplicate for about a minute",
+            ));
+        }
         if api == Api::StorageWrite && self.endpoint.is_some() && self.storage_endpoint.is_none() {
             return Err(Invalid::new(
                 "storage_endpoint",
@@ -280,6 +317,8 @@ impl SinkComponent for BigQuerySinkConfig {
         let (mut settings, schema_json) = self.settings(cx)?;
         settings.keys.create_table = false;
         settings.keys.update_schema = false;
+        // The data dir is not touched.
+        settings.exactly_once = None;
         let sink = BigQuerySink::connect(settings, &schema_json, cx.schema).await?;
         let table = sink.probe().await?;
         Ok(format!("reachable: table {table}"))

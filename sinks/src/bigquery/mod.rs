@@ -12,7 +12,9 @@
 mod auth;
 mod config;
 mod error;
+mod exactly_once;
 mod insert_all;
+mod ledger;
 mod rows;
 mod storage_write;
 mod table;
@@ -30,7 +32,9 @@ use gcp_bigquery_client::Client;
 use crate::{Delivery, HealthState, RejectedRow, Sink, SinkBatch, SinkError};
 use auth::GcpAuth;
 pub use config::BigQuerySinkConfig;
+use exactly_once::ExactlyOnce;
 use storage_write::StorageWriter;
+pub use storage_write::KILL_AFTER_APPENDS;
 
 /// Google's REST endpoint.
 const GOOGLE_ENDPOINT: &str = "https://bigquery.googleapis.com";
@@ -58,6 +62,8 @@ pub(crate) struct Settings {
     pub api: Api,
     /// `credentials` is relative to the base dir no more.
     pub keys: BigQuerySinkConfig,
+    /// `delivery = "exactly_once"`: where its ledger is kept.
+    pub exactly_once: Option<std::path::PathBuf>,
 }
 
 /// Tables remembered as created and checked, at most.
@@ -76,6 +82,18 @@ pub(crate) struct Sent {
     table_missing: bool,
 }
 
+impl Sent {
+    /// Add what `other` achieved for other rows.
+    fn merge(&mut self, other: Sent) {
+        self.written.extend(other.written);
+        self.rejected.extend(other.rejected);
+        self.table_missing |= other.table_missing;
+        if other.error.is_some() {
+            self.error = other.error;
+        }
+    }
+}
+
 /// Rows of a batch already settled, kept while the batch is retried.
 struct Progress {
     settled: Vec<bool>,
@@ -89,6 +107,7 @@ pub struct BigQuerySink {
     fields: Vec<TableFieldSchema>,
     template: TableTemplate,
     writer: Option<StorageWriter>,
+    exactly_once: Option<ExactlyOnce>,
     /// Tables created or checked since start.
     ready: Mutex<HashSet<String>>,
     progress: Mutex<HashMap<String, Progress>>,
@@ -144,12 +163,17 @@ impl BigQuerySink {
                 cfg.keys.max_request_bytes(),
             )?),
         };
+        let exactly_once = match &cfg.exactly_once {
+            Some(dir) => Some(ExactlyOnce::open(&cfg.name, dir, cfg.keys.concurrency)?),
+            None => None,
+        };
         let sink = Self {
             cfg,
             client,
             fields,
             template,
             writer,
+            exactly_once,
             ready: Mutex::default(),
             progress: Mutex::default(),
             health: HealthState::default(),
@@ -212,14 +236,16 @@ impl BigQuerySink {
                 ..Sent::default()
             };
         }
-        let sent = match &self.writer {
-            None => insert_all::send(&self.client, &self.cfg, table, batch, rows).await,
-            Some(w) => {
-                let stream = format!(
-                    "projects/{}/datasets/{}/tables/{table}/streams/_default",
-                    self.cfg.keys.project, self.cfg.keys.dataset
-                );
-                w.send(&stream, batch, rows).await
+        let table_path = format!(
+            "projects/{}/datasets/{}/tables/{table}",
+            self.cfg.keys.project, self.cfg.keys.dataset
+        );
+        let sent = match (&self.writer, &self.exactly_once) {
+            (None, _) => insert_all::send(&self.client, &self.cfg, table, batch, rows).await,
+            (Some(w), Some(once)) => once.send(w, &self.health, &table_path, batch, rows).await,
+            (Some(w), None) => {
+                w.send(&format!("{table_path}/streams/_default"), batch, rows)
+                    .await
             }
         };
         if sent.table_missing {
@@ -306,6 +332,20 @@ impl Sink for BigQuerySink {
 
     fn wants_origins(&self) -> bool {
         true
+    }
+
+    /// Exactly-once: finalize the open streams, so the next start has
+    /// nothing to resolve.
+    async fn flush(&self) {
+        if let (Some(w), Some(once)) = (&self.writer, &self.exactly_once) {
+            once.finalize_all(w).await;
+        }
+    }
+
+    fn checkpointed(&self, files: &[crate::CommittedFile]) {
+        if let Some(once) = &self.exactly_once {
+            once.checkpointed(files);
+        }
     }
 }
 

@@ -33,6 +33,11 @@ use super::error::from_grpc;
 use super::Sent;
 use crate::{RejectedRow, SinkBatch, SinkError};
 
+/// The environment variable of a fault hook for tests: after this many
+/// appends have landed, the process kills itself with SIGKILL as soon as
+/// the answer arrives (so before any checkpoint can include the rows).
+pub const KILL_AFTER_APPENDS: &str = "TIDEWATER_FAULT_KILL_AFTER_APPENDS";
+
 /// Google's Storage API endpoint.
 pub(super) const GOOGLE_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
 
@@ -96,68 +101,19 @@ impl StorageWriter {
         let mut sent = Sent::default();
         let mut work: Vec<Vec<usize>> = vec![rows.to_vec()];
         while let Some(item) = work.pop() {
-            // Selecting and encoding is CPU work: off the async threads.
-            let records = batch.records.clone();
-            let rows = item.clone();
-            let encoded =
-                tokio::task::spawn_blocking(move || select(&records, &rows).map(|r| encode(&r)))
-                    .await;
-            let ipc = match encoded {
-                Ok(Ok(Ok(b))) => b,
-                Ok(Ok(Err(e))) => {
-                    reject_all(&mut sent, &item, &format!("arrow IPC encoding failed: {e}"));
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    sent.error = Some(SinkError::Task(format!("selecting rows: {e}")));
+            let Some(ipc) = self.encode(batch, item, &mut work, &mut sent).await else {
+                if sent.error.is_some() {
                     return sent;
-                }
-                Err(e) => {
-                    sent.error = Some(SinkError::Task(format!("encoding rows: {e}")));
-                    return sent;
-                }
-            };
-            if ipc.len() + self.schema_ipc.len() > self.max_request_bytes {
-                if item.len() == 1 {
-                    reject_all(&mut sent, &item, &format!(
-                        "row is {} bytes as Arrow IPC: larger than an append request may be (max_request_bytes)",
-                        ipc.len()
-                    ));
-                } else {
-                    split(&mut work, item);
                 }
                 continue;
-            }
-            match self.append(stream, ipc).await {
+            };
+            let (item, ipc) = ipc;
+            match self.append(stream, ipc, None).await {
                 Ok(Appended::Done) => sent.written.extend(item),
                 Ok(Appended::RowErrors(errors)) => {
-                    // Nothing of this append was written: reject the named
-                    // rows, send the rest again.
-                    if !errors
-                        .iter()
-                        .any(|(i, _)| usize::try_from(*i).is_ok_and(|i| i < item.len()))
-                    {
-                        sent.error = Some(SinkError::BigQuery {
-                            message: format!(
-                                "append_rows: row errors name no row of the append ({})",
-                                errors.first().map_or("", |e| e.1.as_str())
-                            ),
-                            permanent: false,
-                        });
+                    if let Err(e) = row_errors(&mut sent, &mut work, item, &errors) {
+                        sent.error = Some(e);
                         return sent;
-                    }
-                    let mut rest = Vec::new();
-                    for (i, row) in item.iter().enumerate() {
-                        match errors.iter().find(|(index, _)| *index == i as i64) {
-                            Some((_, reason)) => sent.rejected.push(RejectedRow {
-                                row: *row,
-                                reason: reason.clone(),
-                            }),
-                            None => rest.push(*row),
-                        }
-                    }
-                    if !rest.is_empty() {
-                        work.push(rest);
                     }
                 }
                 Ok(Appended::TableMissing(e)) => {
@@ -165,7 +121,7 @@ impl StorageWriter {
                     sent.error = Some(e);
                     return sent;
                 }
-                Err(e) => {
+                Ok(Appended::Refused(e) | Appended::Misplaced(e)) | Err(e) => {
                     sent.error = Some(e);
                     return sent;
                 }
@@ -174,9 +130,121 @@ impl StorageWriter {
         sent
     }
 
-    async fn append(&self, stream: &str, batch_ipc: Vec<u8>) -> Result<Appended, SinkError> {
+    /// Rows `item` of `batch` as Arrow IPC, when they fit a request. Rows
+    /// that cannot be encoded or do not fit alone are rejected into `sent`,
+    /// more than fit are split back into `work`; a failed task is
+    /// `sent.error`. `None` when there is nothing to send now.
+    pub(super) async fn encode(
+        &self,
+        batch: &SinkBatch,
+        item: Vec<usize>,
+        work: &mut Vec<Vec<usize>>,
+        sent: &mut Sent,
+    ) -> Option<(Vec<usize>, Vec<u8>)> {
+        // Selecting and encoding is CPU work: off the async threads.
+        let records = batch.records.clone();
+        let rows = item.clone();
+        let encoded =
+            tokio::task::spawn_blocking(move || select(&records, &rows).map(|r| encode(&r))).await;
+        let ipc = match encoded {
+            Ok(Ok(Ok(b))) => b,
+            Ok(Ok(Err(e))) => {
+                reject_all(sent, &item, &format!("arrow IPC encoding failed: {e}"));
+                return None;
+            }
+            Ok(Err(e)) => {
+                sent.error = Some(SinkError::Task(format!("selecting rows: {e}")));
+                return None;
+            }
+            Err(e) => {
+                sent.error = Some(SinkError::Task(format!("encoding rows: {e}")));
+                return None;
+            }
+        };
+        if ipc.len() + self.schema_ipc.len() > self.max_request_bytes {
+            if item.len() == 1 {
+                reject_all(sent, &item, &format!(
+                    "row is {} bytes as Arrow IPC: larger than an append request may be (max_request_bytes)",
+                    ipc.len()
+                ));
+            } else {
+                split(work, item);
+            }
+            return None;
+        }
+        Some((item, ipc))
+    }
+
+    /// Create a COMMITTED stream on `table`
+    /// (`projects/P/datasets/D/tables/T`); its name.
+    pub async fn create_committed(&self, table: &str) -> Result<String, tonic::Status> {
+        let request = storage::CreateWriteStreamRequest {
+            parent: table.to_string(),
+            write_stream: Some(storage::WriteStream {
+                r#type: storage::write_stream::Type::Committed as i32,
+                ..Default::default()
+            }),
+        };
+        let call = self.call(request, "parent", table).await?;
+        let mut client = self.client.clone();
+        Ok(client.create_write_stream(call).await?.into_inner().name)
+    }
+
+    /// Finalize `stream`: no append is accepted after this; its row count.
+    pub async fn finalize(&self, stream: &str) -> Result<i64, tonic::Status> {
+        let request = storage::FinalizeWriteStreamRequest {
+            name: stream.to_string(),
+        };
+        let call = self.call(request, "name", stream).await?;
+        let mut client = self.client.clone();
+        Ok(client
+            .finalize_write_stream(call)
+            .await?
+            .into_inner()
+            .row_count)
+    }
+
+    /// `message` with the token and routing headers every call carries.
+    async fn call<T>(
+        &self,
+        message: T,
+        param: &str,
+        value: &str,
+    ) -> Result<tonic::Request<T>, tonic::Status> {
+        let token = self
+            .auth
+            .token()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("getting an access token: {e}")))?;
+        let mut call = tonic::Request::new(message);
+        let metadata = call.metadata_mut();
+        let header = |v: String| {
+            v.parse().map_err(|_| {
+                tonic::Status::invalid_argument(
+                    "the stream name or token is not a valid gRPC header",
+                )
+            })
+        };
+        metadata.insert("authorization", header(format!("Bearer {token}"))?);
+        metadata.insert(
+            "x-goog-request-params",
+            header(format!("{param}={}", value.replace('/', "%2F")))?,
+        );
+        Ok(call)
+    }
+
+    /// Append one encoded batch at `offset` (`None`: wherever the stream
+    /// ends, as `_default` streams do). `Err` is an append whose outcome
+    /// is unknown (no answer): it may have been written.
+    pub(super) async fn append(
+        &self,
+        stream: &str,
+        batch_ipc: Vec<u8>,
+        offset: Option<i64>,
+    ) -> Result<Appended, SinkError> {
         let request = storage::AppendRowsRequest {
             write_stream: stream.to_string(),
+            offset,
             rows: Some(Rows::ArrowRows(ArrowData {
                 writer_schema: Some(storage::ArrowSchema {
                     serialized_schema: self.schema_ipc.clone(),
@@ -188,24 +256,14 @@ impl StorageWriter {
             })),
             ..Default::default()
         };
-        let token = self
-            .auth
-            .token()
+        let call = match self
+            .call(futures::stream::iter(vec![request]), "write_stream", stream)
             .await
-            .map_err(|e| super::error::from_rest("getting an access token", e))?;
-        let mut call = tonic::Request::new(futures::stream::iter(vec![request]));
-        let metadata = call.metadata_mut();
-        let header = |v: String| {
-            v.parse().map_err(|_| SinkError::BigQuery {
-                message: "the stream name or token is not a valid gRPC header".into(),
-                permanent: true,
-            })
+        {
+            Ok(call) => call,
+            // Nothing was sent.
+            Err(status) => return Ok(Appended::Refused(from_grpc("append_rows", &status))),
         };
-        metadata.insert("authorization", header(format!("Bearer {token}"))?);
-        metadata.insert(
-            "x-goog-request-params",
-            header(format!("write_stream={}", stream.replace('/', "%2F")))?,
-        );
         let mut client = self.client.clone();
         let answer = match client.append_rows(call).await {
             Ok(r) => r.into_inner().message().await,
@@ -223,10 +281,15 @@ impl StorageWriter {
                     ));
                 }
                 match response.response {
-                    Some(Response::AppendResult(_)) => Ok(Appended::Done),
-                    Some(Response::Error(status)) => {
-                        failed(tonic::Status::new(Code::from(status.code), status.message))
+                    Some(Response::AppendResult(_)) => {
+                        fault_hook();
+                        Ok(Appended::Done)
                     }
+                    // BigQuery answered with an error: nothing was written.
+                    Some(Response::Error(status)) => Ok(answered_error(tonic::Status::new(
+                        Code::from(status.code),
+                        status.message,
+                    ))),
                     None => Err(SinkError::BigQuery {
                         message: "append_rows: an empty response".into(),
                         permanent: false,
@@ -237,26 +300,102 @@ impl StorageWriter {
                 message: "append_rows: the stream closed without a response".into(),
                 permanent: false,
             }),
-            Err(status) => failed(status),
+            // Codes that say the request was refused, not lost.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::NotFound
+                        | Code::InvalidArgument
+                        | Code::PermissionDenied
+                        | Code::Unauthenticated
+                        | Code::FailedPrecondition
+                        | Code::AlreadyExists
+                        | Code::OutOfRange
+                        | Code::ResourceExhausted
+                        | Code::Unimplemented
+                ) =>
+            {
+                Ok(answered_error(status))
+            }
+            Err(status) => Err(from_grpc("append_rows", &status)),
         }
     }
 }
 
 /// The outcome of one append that BigQuery answered.
-enum Appended {
+pub(super) enum Appended {
     Done,
-    /// (index in the append, reason) of rows that can never be written.
+    /// (index in the append, reason) of rows that can never be written;
+    /// nothing of the append was written.
     RowErrors(Vec<(i64, String)>),
     /// The table is gone (deleted while running).
     TableMissing(SinkError),
+    /// An offset at or past the stream's end (`ALREADY_EXISTS`,
+    /// `OUT_OF_RANGE`): nothing was written.
+    Misplaced(SinkError),
+    /// Any other answer: nothing was written.
+    Refused(SinkError),
 }
 
-fn failed(status: tonic::Status) -> Result<Appended, SinkError> {
+/// [`KILL_AFTER_APPENDS`]: count a landed append, and die at the limit.
+fn fault_hook() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static LANDED: AtomicU64 = AtomicU64::new(0);
+    let Some(limit) = *LIMIT.get_or_init(|| std::env::var(KILL_AFTER_APPENDS).ok()?.parse().ok())
+    else {
+        return;
+    };
+    if LANDED.fetch_add(1, Relaxed) + 1 == limit {
+        tracing::error!("{KILL_AFTER_APPENDS}={limit}: killing the process after an append landed");
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+}
+
+fn answered_error(status: tonic::Status) -> Appended {
     let error = from_grpc("append_rows", &status);
     match status.code() {
-        Code::NotFound => Ok(Appended::TableMissing(error)),
-        _ => Err(error),
+        Code::NotFound => Appended::TableMissing(error),
+        Code::AlreadyExists | Code::OutOfRange => Appended::Misplaced(error),
+        _ => Appended::Refused(error),
     }
+}
+
+/// Nothing of append `item` was written because of the rows `errors`
+/// names: reject those, send the rest again.
+pub(super) fn row_errors(
+    sent: &mut Sent,
+    work: &mut Vec<Vec<usize>>,
+    item: Vec<usize>,
+    errors: &[(i64, String)],
+) -> Result<(), SinkError> {
+    if !errors
+        .iter()
+        .any(|(i, _)| usize::try_from(*i).is_ok_and(|i| i < item.len()))
+    {
+        return Err(SinkError::BigQuery {
+            message: format!(
+                "append_rows: row errors name no row of the append ({})",
+                errors.first().map_or("", |e| e.1.as_str())
+            ),
+            permanent: false,
+        });
+    }
+    let mut rest = Vec::new();
+    for (i, row) in item.iter().enumerate() {
+        match errors.iter().find(|(index, _)| *index == i as i64) {
+            Some((_, reason)) => sent.rejected.push(RejectedRow {
+                row: *row,
+                reason: reason.clone(),
+            }),
+            None => rest.push(*row),
+        }
+    }
+    if !rest.is_empty() {
+        work.push(rest);
+    }
+    Ok(())
 }
 
 fn select(records: &RecordBatch, rows: &[usize]) -> Result<RecordBatch, arrow::error::ArrowError> {
