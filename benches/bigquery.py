@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""BigQuery sink benchmark: insert_all (JSON rows) against storage_write (Arrow IPC as is).
+"""BigQuery sink benchmark: insert_all (JSON rows), storage_write (Arrow IPC as is, the
+_default stream) and exactly_once (storage_write with `delivery = "exactly_once"`: committed
+streams at offsets, a synced ledger write per append).
 
 Both runs read the same generated CRI corpus with `tidewater run --once` into
 a fresh table of a local BigQuery emulator (bqemulator, in target/bq-venv:
@@ -11,6 +13,7 @@ Runs alternate between the two APIs, and medians are printed.
     python3 benches/bigquery.py                       # 100,000 records, 3 runs each
     python3 benches/bigquery.py --records 50000 --runs 5 --no-build
     python3 benches/bigquery.py --baseline /tmp/tidewater-old --apis insert_all   # A/B of two binaries
+    python3 benches/bigquery.py --apis storage_write,exactly_once --runs 5      # the cost of exactly once
 """
 import argparse
 import json
@@ -66,7 +69,7 @@ def main():
     p.add_argument("--emulator-python", default=os.path.join(ROOT, "target/bq-venv/bin/python"))
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--baseline", help="another tidewater binary, run alternately with --binary")
-    p.add_argument("--apis", default="insert_all,storage_write")
+    p.add_argument("--apis", default="insert_all,storage_write,exactly_once")
     a = p.parse_args()
     a.binary = os.path.abspath(a.binary)
     if not os.path.exists(a.emulator_python):
@@ -109,7 +112,8 @@ type = "bigquery"
 project = "bench"
 dataset = "logs"
 table = "{table}"
-api = "{api}"
+api = "{"storage_write" if api == "exactly_once" else api}"
+delivery = "{"exactly_once" if api == "exactly_once" else "at_least_once"}"
 create_table = true
 endpoint = "http://127.0.0.1:{rest}"
 storage_endpoint = "http://127.0.0.1:{grpc}"
@@ -124,7 +128,7 @@ storage_endpoint = "http://127.0.0.1:{grpc}"
                     sys.exit(f"{api}: tidewater exited with {status}")
                 summary = json.loads(out.decode().strip().splitlines()[-1])
                 rows = count(rest, table)
-                if rows < summary["records"]:
+                if rows < summary["records"] or (api == "exactly_once" and rows != summary["records"]):
                     sys.exit(f"{api}: {rows} rows in the table for {summary['records']} records")
                 cpu = usage.ru_utime + usage.ru_stime
                 results[(label, api)].append({"wall": wall, "cpu_us_per_record": cpu / summary["records"] * 1e6,
