@@ -2,8 +2,10 @@
 //! (readiness), each a JSON body naming what is failing and since when
 //! (see [`crate::health`]), 200 when all is well, 503 otherwise; and
 //! `GET /metrics` for Prometheus (see [`crate::metrics`]). Configured by
-//! `[api]` ([`ApiConfig`]): an address the operator chose must work; the
-//! default one may be taken, and then tidewater runs without the endpoint.
+//! `[api]` ([`ApiConfig`]; `[notify.api]` for `tidewater notify`, which
+//! serves its own [`Endpoints`]): an address the operator chose must work;
+//! the default one may be taken, and then the process runs without the
+//! endpoint.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,29 +44,61 @@ impl Default for ApiConfig {
 
 /// The API's address when none is configured.
 pub const DEFAULT_API_ADDRESS: &str = "0.0.0.0:8686";
+/// `tidewater notify`'s API address when none is configured (another port,
+/// so both can run on one host).
+pub const DEFAULT_NOTIFY_API_ADDRESS: &str = "0.0.0.0:8687";
 
 fn default_enabled() -> bool {
     true
 }
 
-/// What the handlers read.
-#[derive(Clone)]
+/// What the three endpoints answer.
+pub trait Endpoints: Send + Sync + 'static {
+    /// `(alive, report)` for `/healthz`.
+    fn liveness(&self) -> (bool, Value);
+    /// `(ready, report)` for `/readyz`.
+    fn readiness(&self) -> (bool, Value);
+    /// The OpenMetrics exposition for `/metrics` (run on a blocking thread).
+    fn metrics(&self) -> String;
+}
+
+/// What `run`'s handlers read.
 pub struct Observed {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+}
+
+impl Endpoints for Observed {
+    fn liveness(&self) -> (bool, Value) {
+        self.health.liveness()
+    }
+    fn readiness(&self) -> (bool, Value) {
+        self.health.readiness()
+    }
+    fn metrics(&self) -> String {
+        self.metrics.render()
+    }
 }
 
 /// Bind the configured address. An address the operator chose must work;
 /// the default one may be taken (another tidewater on the host, a one-off
 /// `run --once`): then tidewater runs without the endpoint and says so.
 pub async fn bind(config: &ApiConfig) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    bind_or(config, DEFAULT_API_ADDRESS).await
+}
+
+/// [`bind`], with `default` as the address when none is configured.
+pub async fn bind_or(
+    config: &ApiConfig,
+    default: &str,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
     if !config.enabled {
         return Ok(None);
     }
     let (address, chosen) = match config.address {
         Some(a) => (a, true),
         None => (
-            DEFAULT_API_ADDRESS
+            default
                 .parse::<SocketAddr>()
                 .context("the default API address")?,
             false,
@@ -87,7 +121,10 @@ pub async fn bind(config: &ApiConfig) -> anyhow::Result<Option<tokio::net::TcpLi
 }
 
 /// Serve until the process exits.
-pub async fn serve(listener: tokio::net::TcpListener, observed: Observed) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    observed: Arc<dyn Endpoints>,
+) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -98,16 +135,16 @@ pub async fn serve(listener: tokio::net::TcpListener, observed: Observed) -> any
         .map_err(|e| anyhow::anyhow!("the HTTP API (/healthz, /readyz, /metrics) stopped: {e}"))
 }
 
-async fn healthz(State(o): State<Observed>) -> (StatusCode, Json<Value>) {
-    respond(o.health.liveness())
+async fn healthz(State(o): State<Arc<dyn Endpoints>>) -> (StatusCode, Json<Value>) {
+    respond(o.liveness())
 }
 
-async fn readyz(State(o): State<Observed>) -> (StatusCode, Json<Value>) {
-    respond(o.health.readiness())
+async fn readyz(State(o): State<Arc<dyn Endpoints>>) -> (StatusCode, Json<Value>) {
+    respond(o.readiness())
 }
 
-async fn metrics(State(o): State<Observed>) -> impl axum::response::IntoResponse {
-    match tokio::task::spawn_blocking(move || o.metrics.render()).await {
+async fn metrics(State(o): State<Arc<dyn Endpoints>>) -> impl axum::response::IntoResponse {
+    match tokio::task::spawn_blocking(move || o.metrics()).await {
         Ok(body) => (
             StatusCode::OK,
             [(

@@ -216,10 +216,10 @@ impl Pipeline {
                 Arc::clone(&memory),
                 depths,
             );
-            let observed = crate::api::Observed {
+            let observed = Arc::new(crate::api::Observed {
                 health: Arc::clone(&health),
                 metrics: Arc::new(metrics),
-            };
+            });
             critical.spawn("api server", crate::api::serve(listener, observed));
         }
 

@@ -48,6 +48,10 @@ pub struct NotifyConfig {
     /// How long SIGTERM waits for a post in progress.
     #[serde(default = "default_notify_shutdown", deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// `[notify.api]`: `/healthz`, `/readyz` and `/metrics` of `notify`
+    /// (default address `0.0.0.0:8687`).
+    #[serde(default)]
+    pub api: ApiConfig,
 }
 
 fn default_group_window() -> Duration {

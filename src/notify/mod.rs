@@ -14,9 +14,9 @@
 //! [`CancellationToken`].
 
 pub mod group;
+mod observe;
 pub mod slack;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -34,7 +34,8 @@ use tokio::time::Instant;
 use crate::config::NotifyConfig;
 use crate::shutdown::{CancellationToken, StopSignals};
 use group::{Grouper, Post};
-use slack::{Outcome, Webhook};
+use observe::Observer;
+use slack::{Failure, Outcome, Webhook};
 
 /// What `notify` did, printed as JSON on stdout at exit.
 #[derive(Debug, Default, Serialize)]
@@ -45,34 +46,6 @@ pub struct Summary {
     pub dead_lettered: u64,
     pub invalid: u64,
     pub failed_attempts: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    events: AtomicU64,
-    posts: AtomicU64,
-    acked: AtomicU64,
-    dead_lettered: AtomicU64,
-    invalid: AtomicU64,
-    failed_attempts: AtomicU64,
-}
-
-impl Counters {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn summary(&self) -> Summary {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Summary {
-            events: get(&self.events),
-            posts: get(&self.posts),
-            acked: get(&self.acked),
-            dead_lettered: get(&self.dead_lettered),
-            invalid: get(&self.invalid),
-            failed_attempts: get(&self.failed_attempts),
-        }
-    }
 }
 
 /// Run until SIGTERM/SIGINT.
@@ -86,7 +59,18 @@ pub async fn run(config: NotifyConfig) -> anyhow::Result<Summary> {
         (None, None) => anyhow::bail!("notify.webhook_url is not set"),
     };
     let webhook = Webhook::new(url)?;
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Observer::default());
+    if let Some(listener) = crate::api::bind_or(&config.api, crate::api::DEFAULT_NOTIFY_API_ADDRESS)
+        .await
+        .context("notify.api")?
+    {
+        let endpoints: Arc<dyn crate::api::Endpoints> = counters.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::serve(listener, endpoints).await {
+                tracing::error!(error = %format!("{e:#}"), "the notify API stopped");
+            }
+        });
+    }
     let stop = CancellationToken::new();
     let mut signals = StopSignals::listen()?;
     let on_signal = stop.clone();
@@ -102,6 +86,8 @@ pub async fn run(config: NotifyConfig) -> anyhow::Result<Summary> {
         match session(&config, &webhook, &counters, &stop).await {
             Ok(()) => break,
             Err(e) => {
+                counters.disconnected(&format!("{e:#}"));
+                counters.reconnects.inc();
                 if started.elapsed() > std::time::Duration::from_secs(30) {
                     backoff = Backoff::default();
                 }
@@ -121,7 +107,7 @@ pub async fn run(config: NotifyConfig) -> anyhow::Result<Summary> {
 async fn session(
     config: &NotifyConfig,
     webhook: &Webhook,
-    counters: &Arc<Counters>,
+    counters: &Arc<Observer>,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let connection = open_connection(
@@ -155,6 +141,7 @@ async fn session(
         )
         .await
         .context("starting to consume")?;
+    counters.connected(&config.queue);
     tracing::info!(broker = %redact_url(&config.url), queue = %config.queue, "consuming error events");
 
     let (posts, queue) = mpsc::channel::<Post<Acker>>(64);
@@ -180,7 +167,8 @@ async fn session(
                 };
                 match serde_json::from_slice::<ErrorEvent>(&delivery.data) {
                     Ok(event) => {
-                        Counters::add(&counters.events, 1);
+                        counters.events.inc();
+                        counters.held.inc();
                         if let Some(post) = grouper.add(event, delivery.acker, Instant::now()) {
                             match hand_over(&posts, post, stop).await {
                                 Handed::Yes => {}
@@ -191,7 +179,7 @@ async fn session(
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "a message that is not an error event: rejecting it to the dead-letter queue");
-                        Counters::add(&counters.invalid, 1);
+                        counters.invalid.inc();
                         let _ = delivery.acker.nack(BasicNackOptions { requeue: false, multiple: false }).await;
                     }
                 }
@@ -215,6 +203,7 @@ async fn session(
     };
     // Held messages go back to the queue for the next consumer.
     for acker in grouper.drain() {
+        counters.held.dec();
         let _ = acker
             .nack(BasicNackOptions {
                 requeue: true,
@@ -281,7 +270,7 @@ async fn poster(
     mut queue: mpsc::Receiver<Post<Acker>>,
     webhook: Webhook,
     config: NotifyConfig,
-    counters: Arc<Counters>,
+    counters: Arc<Observer>,
 ) {
     let mut last: Option<Instant> = None;
     while let Some(post) = queue.recv().await {
@@ -292,21 +281,30 @@ async fn poster(
             if let Some(t) = last {
                 tokio::time::sleep_until(t + config.min_interval).await;
             }
-            last = Some(Instant::now());
-            let wait = match webhook.post(&body).await {
+            let started = Instant::now();
+            last = Some(started);
+            let outcome = webhook.post(&body).await;
+            counters
+                .post_seconds
+                .observe(started.elapsed().as_secs_f64());
+            let wait = match outcome {
                 Outcome::Posted => break true,
-                Outcome::RateLimited(wait) => {
-                    tracing::warn!(retry_in = ?wait, "Slack rate limit (429)");
-                    wait
-                }
-                Outcome::Failed(reason) => {
-                    let wait = backoff.next_delay();
-                    tracing::warn!(error = %reason, retry_in = ?wait, "posting to Slack failed");
-                    wait
+                Outcome::Failed(failure) => {
+                    counters.post_failed(&failure);
+                    match failure {
+                        Failure::RateLimited(wait) => {
+                            tracing::warn!(retry_in = ?wait, "Slack rate limit (429)");
+                            wait
+                        }
+                        other => {
+                            let wait = backoff.next_delay();
+                            tracing::warn!(error = %other, retry_in = ?wait, "posting to Slack failed");
+                            wait
+                        }
+                    }
                 }
             };
             attempts += 1;
-            Counters::add(&counters.failed_attempts, 1);
             if attempts >= config.max_attempts {
                 break false;
             }
@@ -314,13 +312,16 @@ async fn poster(
         };
         let n = post.deliveries.len() as u64;
         if posted {
-            Counters::add(&counters.posts, 1);
+            counters.posted();
+            counters.posts.inc();
+            counters.grouped.inc_by(n.saturating_sub(1));
             for acker in &post.deliveries {
                 if let Err(e) = acker.ack(BasicAckOptions::default()).await {
                     tracing::warn!(error = %e, "cannot ack (the broker will redeliver)");
                 }
             }
-            Counters::add(&counters.acked, n);
+            counters.acked.inc_by(n);
+            counters.held.dec_by(n as i64);
             tracing::info!(fingerprint = %post.event.fingerprint, count = post.count, repeat = post.repeat, "posted to Slack");
         } else {
             for acker in &post.deliveries {
@@ -331,7 +332,8 @@ async fn poster(
                     })
                     .await;
             }
-            Counters::add(&counters.dead_lettered, n);
+            counters.dead_lettered.inc_by(n);
+            counters.held.dec_by(n as i64);
             tracing::error!(fingerprint = %post.event.fingerprint, messages = n, attempts, queue = %format!("{}.dead", config.queue), "giving up on Slack: messages sent to the dead-letter queue");
         }
     }

@@ -19,10 +19,24 @@ pub struct Webhook {
 #[derive(Debug)]
 pub enum Outcome {
     Posted,
+    Failed(Failure),
+}
+
+/// Why a post failed (the reasons never hold the URL).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
     /// 429: wait this long (`Retry-After`), then try again.
+    #[error("Slack rate limit (429), retry after {0:?}")]
     RateLimited(Duration),
-    /// 5xx, another 4xx, or the network: the reason, without the URL.
-    Failed(String),
+    /// 5xx.
+    #[error("{0}")]
+    Server(String),
+    /// Another 4xx.
+    #[error("{0}")]
+    Client(String),
+    /// No answer.
+    #[error("{0}")]
+    Network(String),
 }
 
 impl Webhook {
@@ -45,10 +59,13 @@ impl Webhook {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map_or(Duration::from_secs(1), Duration::from_secs);
-                Outcome::RateLimited(wait)
+                Outcome::Failed(Failure::RateLimited(wait))
             }
-            Ok(r) => Outcome::Failed(format!("HTTP {}", r.status())),
-            Err(e) => Outcome::Failed(e.without_url().to_string()),
+            Ok(r) if r.status().is_server_error() => {
+                Outcome::Failed(Failure::Server(format!("HTTP {}", r.status())))
+            }
+            Ok(r) => Outcome::Failed(Failure::Client(format!("HTTP {}", r.status()))),
+            Err(e) => Outcome::Failed(Failure::Network(e.without_url().to_string())),
         }
     }
 }

@@ -55,7 +55,7 @@ async fn connect() -> Connection {
 }
 
 /// Messages ready in `queue` (0 if it does not exist).
-fn queue_len(queue: &str) -> u32 {
+pub(crate) fn queue_len(queue: &str) -> u32 {
     queue_state(queue).map_or(0, |(messages, _)| messages)
 }
 
@@ -127,7 +127,7 @@ pub fn take_all(queue: &str) -> Vec<Value> {
 }
 
 /// Publish `events` to `exchange` with confirms.
-fn publish(exchange: &str, routing_key: &str, events: &[Value]) {
+pub(crate) fn publish(exchange: &str, routing_key: &str, events: &[Value]) {
     runtime().block_on(async {
         let conn = connect().await;
         let ch = conn.create_channel().await.expect("channel");
@@ -163,7 +163,7 @@ pub fn delete_queues(queue: &str) {
     })
 }
 
-fn event(fingerprint: &str, message: &str, seq: u64) -> Value {
+pub(crate) fn event(fingerprint: &str, message: &str, seq: u64) -> Value {
     json!({
         "id": format!("test-{seq}"), "timestamp": "2026-11-22T08:00:00Z", "level": "error",
         "message": message, "namespace": "shop", "pod": "web-1", "container": "web", "node": "n1",
@@ -179,15 +179,15 @@ fn event(fingerprint: &str, message: &str, seq: u64) -> Value {
 type Reply = (u16, Option<u64>);
 
 /// Records every request; answers from a script, then 200.
-struct FakeSlack {
+pub(crate) struct FakeSlack {
     port: u16,
     requests: Arc<Mutex<Vec<(u16, Value)>>>,
-    script: Arc<Mutex<VecDeque<Reply>>>,
-    always: Arc<Mutex<u16>>,
+    pub(crate) script: Arc<Mutex<VecDeque<Reply>>>,
+    pub(crate) always: Arc<Mutex<u16>>,
 }
 
 impl FakeSlack {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake Slack");
         let port = listener.local_addr().expect("addr").port();
         let slack = FakeSlack {
@@ -240,7 +240,7 @@ impl FakeSlack {
         slack
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!(
             "http://127.0.0.1:{}/services/T000/B000/secret-webhook-token",
             self.port
@@ -248,7 +248,7 @@ impl FakeSlack {
     }
 
     /// Bodies of the requests answered 2xx.
-    fn posted(&self) -> Vec<Value> {
+    pub(crate) fn posted(&self) -> Vec<Value> {
         self.requests
             .lock()
             .expect("requests")
@@ -258,13 +258,13 @@ impl FakeSlack {
             .collect()
     }
 
-    fn request_count(&self) -> usize {
+    pub(crate) fn request_count(&self) -> usize {
         self.requests.lock().expect("requests").len()
     }
 }
 
 /// How many events a post stands for: 1, or N of "N more like this".
-fn count_of(post: &Value) -> u64 {
+pub(crate) fn count_of(post: &Value) -> u64 {
     let text = post["text"].as_str().unwrap_or_default();
     match text.split_once(" more like this") {
         Some((n, _)) => n
@@ -275,11 +275,11 @@ fn count_of(post: &Value) -> u64 {
     }
 }
 
-fn posted_total(slack: &FakeSlack) -> u64 {
+pub(crate) fn posted_total(slack: &FakeSlack) -> u64 {
     slack.posted().iter().map(count_of).sum()
 }
 
-fn notify_config(
+pub(crate) fn notify_config(
     sandbox: &Sandbox,
     exchange: &str,
     queue: &str,
@@ -297,14 +297,14 @@ fn notify_config(
     )
 }
 
-fn start_notify(sandbox: &Sandbox, config: &Path, slack: &FakeSlack) -> Tidewater {
+pub(crate) fn start_notify(sandbox: &Sandbox, config: &Path, slack: &FakeSlack) -> Tidewater {
     sandbox.spawn_with_env(
         &["notify", "--config", path_str(config)],
         &[("TEST_SLACK_WEBHOOK", &slack.url())],
     )
 }
 
-fn stop_notify(notify: Tidewater) -> Value {
+pub(crate) fn stop_notify(notify: Tidewater) -> Value {
     notify.signal("TERM");
     let finished = notify.finish(Duration::from_secs(30));
     finished.assert_success();
@@ -320,7 +320,7 @@ fn stop_notify(notify: Tidewater) -> Value {
         .unwrap_or_else(|e| panic!("notify printed no JSON summary ({e}): {}", finished.stdout))
 }
 
-fn wait_for(
+pub(crate) fn wait_for(
     what: &str,
     timeout: Duration,
     process: &mut Tidewater,
@@ -339,7 +339,7 @@ fn wait_for(
 
 /// Waits until `notify` consumes from `queue` (so its queue is declared and
 /// bound, and an event published now reaches it).
-fn wait_for_consumer(queue: &str, notify: &mut Tidewater) {
+pub(crate) fn wait_for_consumer(queue: &str, notify: &mut Tidewater) {
     wait_for(
         &format!("notify consuming from {queue}"),
         Duration::from_secs(30),
@@ -351,7 +351,7 @@ fn wait_for_consumer(queue: &str, notify: &mut Tidewater) {
 /// Waits until the broker holds no message of `queue`, neither ready nor
 /// unacknowledged: every event was covered by a post and acked (or
 /// dead-lettered).
-fn wait_for_all_acked(queue: &str, notify: &mut Tidewater) {
+pub(crate) fn wait_for_all_acked(queue: &str, notify: &mut Tidewater) {
     let mut last = None;
     let ok = poll_until(Duration::from_secs(60), || {
         notify.assert_running();

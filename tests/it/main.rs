@@ -28,6 +28,8 @@
 //!   a kill between an append's answer and the checkpoint (a fault hook,
 //!   with at-least-once as the control), rotation, a rejected row, an
 //!   emulator frozen by SIGSTOP.
+//! - `notify_api`: `tidewater notify`'s `/healthz`, `/readyz` and `/metrics`
+//!   (counters that add up, readiness that follows the broker and Slack).
 //! - `parsers`: nginx, Apache, LTSV, logfmt and regex bodies become `fields`,
 //!   times, levels and typed columns; bad parser keys are refused by name.
 //! - `labels`: `[kubernetes]`, the Pod's labels and annotations from a
@@ -56,6 +58,7 @@ mod exactly_once;
 mod full_disk;
 mod labels;
 mod multiline;
+mod notify_api;
 mod object_store;
 mod operations;
 mod packaging;
