@@ -1,9 +1,19 @@
-"""Start the BigQuery emulator (bqemulator) without network access.
+"""Start the BigQuery emulator (bqemulator) without network access, with
+its Storage Write appends made atomic.
 
 bqemulator 1.4.0 runs `INSTALL spatial` (a DuckDB extension download) at
 start-up and aborts when it cannot reach the extension repository. The
 GEOGRAPHY type is not needed by tidewater, so the loader is replaced by a
 no-op before the emulator's own command line runs.
+
+Its AppendRows counts the rows into the stream (the offset, the row count
+FinalizeWriteStream reports) before it inserts them into the table, and
+the insert can fail (DuckDB's "connection is busy with another call" while
+a query runs): the stream then claims rows the table does not have. In
+BigQuery an append lands whole or not at all, which is what exactly-once
+delivery relies on; so a failed insert here puts the stream's counters
+back before the error is returned, and FinalizeWriteStream waits for an
+append in progress.
 
 Usage: python bqemu_offline.py start --project test-project \
            --rest-port P --grpc-port G [--persistent --data-dir DIR]
@@ -13,6 +23,40 @@ import sys
 import bqemulator.storage.engine as _engine
 
 _engine.DuckDBEngine._load_spatial = lambda self: None
+
+import bqemulator.grpc_api.write_servicer as _write  # noqa: E402
+
+_perform_append = _write.BigQueryWriteHandler._perform_append
+
+
+def _atomic_append(self, bound_stream, rows_table, offset, max_buffered_rows):
+    # The stream's lock is reentrant: the original takes it again.
+    with bound_stream.lock:
+        before = (bound_stream.next_offset, bound_stream.row_count)
+        try:
+            return _perform_append(self, bound_stream, rows_table, offset, max_buffered_rows)
+        except Exception:
+            bound_stream.next_offset, bound_stream.row_count = before
+            raise
+
+
+_finalize = _write.BigQueryWriteHandler._handle_finalize_write_stream
+
+
+def _locked_finalize(self, request_bytes, context):
+    """FinalizeWriteStream after any append in progress on the stream, as in
+    BigQuery (the emulator reads the row count without the stream's lock)."""
+    from google.cloud.bigquery_storage_v1 import types
+
+    stream = self._manager.get(types.FinalizeWriteStreamRequest.deserialize(request_bytes).name)
+    if stream is None:
+        return _finalize(self, request_bytes, context)
+    with stream.lock:
+        return _finalize(self, request_bytes, context)
+
+
+_write.BigQueryWriteHandler._perform_append = _atomic_append
+_write.BigQueryWriteHandler._handle_finalize_write_stream = _locked_finalize
 
 from bqemulator.cli import main  # noqa: E402
 

@@ -43,6 +43,9 @@
 //!   stderr of one CRI file (split by `P` lines) arrive as one row each; a
 //!   SIGKILL while a trace is open loses no frame; the timeout and a stop
 //!   emit an open trace; bad `[multiline]` tables are refused.
+//! - `whole_flow`: one tidewater into the lake on S3, BigQuery exactly once
+//!   and RabbitMQ, `tidewater notify` to a stand-in Slack; SIGTERM and
+//!   restart of both mid-stream: every record once, every event in one post.
 //! - `packaging`: `sidecar/` manifests against the Kubernetes schemas and the
 //!   Dockerfile through hadolint.
 //! - `config_errors`: bad configs are rejected with the key, file and line;
@@ -68,3 +71,4 @@ mod routing;
 mod services;
 mod sidecar;
 mod util;
+mod whole_flow;
