@@ -4,8 +4,14 @@
 //! tidewater.toml that `tidewater validate` accepts; the Dockerfile passes
 //! hadolint and is a multi-stage build that runs as a non-root user.
 //!
+//! `sidecar/monitoring` and `sidecar/dashboards`: every metric and label the
+//! alert rules and the dashboard use is one a running tidewater exports,
+//! and the rules pass `promtool check rules` and their unit tests
+//! (tests/check_monitoring.py on a live scrape).
+//!
 //! kubectl (for `kubectl kustomize`), kubernetes-validate and hadolint are
-//! installed from PyPI into the test venv by `scripts/test.sh`.
+//! installed from PyPI into the test venv by `scripts/test.sh`, promtool
+//! from Debian's prometheus package.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -17,6 +23,7 @@ const KUSTOMIZATIONS: &[&str] = &[
     "sidecar/daemonset",
     "sidecar/overlays/staging",
     "sidecar/overlays/production",
+    "sidecar/overlays/canary",
 ];
 
 /// A tool installed next to the test venv's python.
@@ -157,5 +164,66 @@ fn dockerfile_passes_hadolint_and_runs_as_non_root() {
             .iter()
             .any(|l| l.starts_with("COPY --from=")),
         "the runtime stage takes the binary from the build stage"
+    );
+}
+
+/// A live scrape of tidewater running the quick start (with a file read,
+/// so that the per-file series exist).
+fn live_scrape(sandbox: &Sandbox) -> PathBuf {
+    let port = crate::services::free_port();
+    let logs = project_file("examples/logs/containers");
+    let config = sandbox.write_file(
+        "tidewater.toml",
+        format!(
+            "data_dir = \"state\"\n[api]\naddress = \"127.0.0.1:{port}\"\n\n\
+             [sources.containers]\ntype = \"tail\"\ninclude = [{}]\nformat = \"auto\"\n\
+             read_from = \"beginning\"\n\n[sinks.lake]\ntype = \"parquet\"\nurl = \"file://lake\"\n",
+            toml_str(&format!("{}/*.log", path_str(&logs)))
+        ),
+    );
+    let mut run = sandbox.start_run(&config);
+    let mut text = String::new();
+    let scraped = poll_until(std::time::Duration::from_secs(30), || {
+        run.assert_running();
+        text = crate::services::http("GET", port, "/metrics", &[], &[])
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        text.contains("tidewater_checkpoint_lag_bytes{")
+            && text.contains("tidewater_sink_records_delivered_total{")
+    });
+    run.signal("TERM");
+    run.finish(std::time::Duration::from_secs(30))
+        .assert_success();
+    assert!(scraped, "no per-file series in /metrics:\n{text}");
+    sandbox.write_file("scrape.txt", text)
+}
+
+fn check_monitoring(scrape: &std::path::Path) -> (bool, String, String) {
+    run(Command::new(python())
+        .arg(project_file("tests/check_monitoring.py"))
+        .arg(scrape)
+        .arg(project_file(".")))
+}
+
+#[test]
+fn alert_rules_and_the_dashboard_use_exported_metrics_and_pass_promtool() {
+    let sandbox = Sandbox::new();
+    let scrape = live_scrape(&sandbox);
+    let (ok, out, err) = check_monitoring(&scrape);
+    assert!(ok, "tests/check_monitoring.py:\n{out}{err}");
+    println!("{out}");
+
+    // The check can fail: the same scrape without one family the rules use.
+    let text = std::fs::read_to_string(&scrape).expect("scrape");
+    let without: String = text
+        .lines()
+        .filter(|l| !l.contains("tidewater_sink_up"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (ok, out, err) = check_monitoring(&sandbox.write_file("without.txt", without));
+    assert!(!ok, "a missing metric must fail the check:\n{out}");
+    assert!(
+        err.contains("tidewater_sink_up"),
+        "the failure names the metric: {err}"
     );
 }

@@ -166,7 +166,11 @@ fn posts_by_fingerprint(slack: &FakeSlack) -> BTreeMap<String, (u64, u64)> {
             .to_string();
         let entry = by.entry(fingerprint).or_insert((0, 0));
         let count = count_of(&post);
-        if !post["text"].as_str().unwrap_or_default().contains("more like this") {
+        if !post["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("more like this")
+        {
             entry.0 += 1;
         }
         entry.1 += count;
@@ -193,9 +197,7 @@ fn the_seed_flow_delivers_everything_once_and_alerts_once_across_restarts() {
         &queue,
         &format!("group_window = \"2s\"\n[notify.api]\naddress = \"127.0.0.1:{notify_port}\"\n"),
     );
-    let start_run = || {
-        sandbox.spawn_with_env(&["run", "--config", path_str(&cfg)], &s3_env())
-    };
+    let start_run = || sandbox.spawn_with_env(&["run", "--config", path_str(&cfg)], &s3_env());
 
     // Phase 1: half of the logs, delivered everywhere.
     let (access, app, errors_1) = lines(0..1000);
@@ -203,13 +205,19 @@ fn the_seed_flow_delivers_everything_once_and_alerts_once_across_restarts() {
     let app_log = sandbox.write_file("logs/app.log", app);
     let mut run = start_run();
     let mut notify = start_notify(&sandbox, &notify_cfg, &slack);
-    wait_for("phase 1 in BigQuery", Duration::from_secs(90), &mut run, || {
-        in_bigquery(&emu).1 >= 2000
-    });
+    wait_for(
+        "phase 1 in BigQuery",
+        Duration::from_secs(90),
+        &mut run,
+        || in_bigquery(&emu).1 >= 2000,
+    );
     wait_for_all_acked(&queue, &mut notify);
-    wait_for("every phase 1 event posted", Duration::from_secs(30), &mut notify, || {
-        posted_total(&slack) >= errors_1
-    });
+    wait_for(
+        "every phase 1 event posted",
+        Duration::from_secs(30),
+        &mut notify,
+        || posted_total(&slack) >= errors_1,
+    );
     assert_eq!(in_bigquery(&emu), (2000, 2000));
     assert_eq!(in_lake(&sandbox, &moto, 1), (2000, 2000));
     // Each fingerprint: one first post, then its repeats grouped.
@@ -222,14 +230,26 @@ fn the_seed_flow_delivers_everything_once_and_alerts_once_across_restarts() {
     // Both /metrics agree with each other and with Slack.
     let run_metrics = Scrape::take(run_port);
     let notify_metrics = Scrape::take(notify_port);
-    let published = run_metrics.get("tidewater_sink_records_delivered_total", &[("sink", "alerts")]);
+    let published = run_metrics.get(
+        "tidewater_sink_records_delivered_total",
+        &[("sink", "alerts")],
+    );
     assert_eq!(published, errors_1 as f64);
     assert_eq!(
-        run_metrics.get("tidewater_sink_records_delivered_total", &[("sink", "warehouse")]),
+        run_metrics.get(
+            "tidewater_sink_records_delivered_total",
+            &[("sink", "warehouse")]
+        ),
         2000.0
     );
-    assert_eq!(notify_metrics.get("tidewater_notify_events_total", &[]), published);
-    assert_eq!(notify_metrics.get("tidewater_notify_acked_messages_total", &[]), published);
+    assert_eq!(
+        notify_metrics.get("tidewater_notify_events_total", &[]),
+        published
+    );
+    assert_eq!(
+        notify_metrics.get("tidewater_notify_acked_messages_total", &[]),
+        published
+    );
     assert_eq!(
         notify_metrics.get("tidewater_notify_posts_total", &[]),
         slack.posted().len() as f64
@@ -253,20 +273,30 @@ fn the_seed_flow_delivers_everything_once_and_alerts_once_across_restarts() {
     append(&app_log, &app[half(&app)..]);
     let mut run = start_run();
     let mut notify = start_notify(&sandbox, &notify_cfg, &slack);
-    wait_for("everything in BigQuery", Duration::from_secs(120), &mut run, || {
-        in_bigquery(&emu).1 >= 6000
-    });
+    wait_for(
+        "everything in BigQuery",
+        Duration::from_secs(120),
+        &mut run,
+        || in_bigquery(&emu).1 >= 6000,
+    );
     wait_for_all_acked(&queue, &mut notify);
     let errors = errors_1 + errors_2;
-    wait_for("every event posted", Duration::from_secs(30), &mut notify, || {
-        posted_total(&slack) >= errors
-    });
+    wait_for(
+        "every event posted",
+        Duration::from_secs(30),
+        &mut notify,
+        || posted_total(&slack) >= errors,
+    );
     run.signal("TERM");
     run.finish(Duration::from_secs(60)).assert_success();
     stop_notify(notify);
 
     assert_eq!(in_bigquery(&emu), (6000, 6000), "BigQuery: exactly once");
-    assert_eq!(in_lake(&sandbox, &moto, 2), (6000, 6000), "the lake: exactly once");
+    assert_eq!(
+        in_lake(&sandbox, &moto, 2),
+        (6000, 6000),
+        "the lake: exactly once"
+    );
     let by = posts_by_fingerprint(&slack);
     assert_eq!(
         by.values().map(|v| v.1).sum::<u64>(),
