@@ -132,7 +132,7 @@ pub trait Sink: Send + Sync {
     /// The checkpoint was written and now holds `files`: rows before each
     /// file's offset will never be offered again, so state kept to
     /// recognise them after a crash can go (BigQuery's exactly-once
-    /// ledger). Called after every checkpoint write; must not block.
+    /// ledger). Called after every checkpoint write, on a blocking thread.
     fn checkpointed(&self, files: &[CommittedFile]) {
         let _ = files;
     }

@@ -60,19 +60,19 @@ pub async fn save(store: &Arc<Mutex<Checkpoints>>) -> anyhow::Result<()> {
         (s.path().to_path_buf(), s.take_changes(), s.written.clone())
     };
     if let Some(files) = changes {
-        let wanted = listener.is_some();
+        // The listener runs here too: sinks may touch files in it.
         let written = tokio::task::spawn_blocking(move || {
-            let entries = wanted.then(|| files.clone());
-            write(&path, files).map(|()| entries)
+            let entries = listener.as_ref().map(|_| files.clone());
+            write(&path, files)?;
+            if let (Some(listener), Some(entries)) = (listener, entries) {
+                listener(&entries);
+            }
+            Ok::<(), CheckpointError>(())
         })
         .await?;
-        match (written, listener) {
-            (Ok(Some(entries)), Some(listener)) => listener(&entries),
-            (Ok(_), _) => {}
-            (Err(e), _) => {
-                lock(store).mark_dirty();
-                return Err(e.into());
-            }
+        if let Err(e) = written {
+            lock(store).mark_dirty();
+            return Err(e.into());
         }
     }
     Ok(())

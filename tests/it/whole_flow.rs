@@ -25,7 +25,7 @@ const ERRORS: [&str; 3] = [
 ];
 
 fn access_line(seq: u64) -> String {
-    let status = if seq % 40 == 0 { 503 } else { 200 };
+    let status = if seq.is_multiple_of(40) { 503 } else { 200 };
     format!(
         "10.1.0.{} - - [03/Dec/2026:08:{:02}:{:02} +0000] \"GET /orders/{seq} HTTP/1.1\" {status} 512 \"-\" \"shop-client/2.1\"\n",
         seq % 200,
@@ -36,7 +36,7 @@ fn access_line(seq: u64) -> String {
 
 /// An app log line, and whether it is an error event.
 fn app_line(seq: u64) -> (String, bool) {
-    let error = seq % 25 == 0;
+    let error = seq.is_multiple_of(25);
     let body = if error {
         let template = ERRORS[(seq / 25) as usize % ERRORS.len()];
         json!({"level": "error", "msg": template.replace("{}", &seq.to_string()), "seq": seq})

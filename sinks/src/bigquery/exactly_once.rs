@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 
 use super::error::from_grpc;
-use super::ledger::{Ledger, Record};
+use super::ledger::{committed_offsets, Gone, Ledger, Record};
 use super::storage_write::{row_errors, Appended, StorageWriter};
 use super::Sent;
 use crate::{CommittedFile, HealthState, RowOrigin, SinkBatch, SinkError};
@@ -52,6 +52,7 @@ pub(super) struct ExactlyOnce {
     /// acknowledged (an earlier run's, or an unknown outcome's), until the
     /// checkpoint passes them.
     in_table: Mutex<HashSet<RowOrigin>>,
+    gone: Mutex<Gone>,
     /// Streams whose row count must be read before anything else is sent.
     unresolved: tokio::sync::Mutex<Vec<Unresolved>>,
     tables: Mutex<HashMap<String, Arc<Pool>>>,
@@ -78,7 +79,14 @@ struct Open {
     name: String,
     /// Rows in the stream: where the next append goes.
     rows: i64,
+    /// Appends refused in a row: at [`GIVE_UP_AFTER`] the stream is given
+    /// up (finalized, resolved) and another one created.
+    refused: u32,
 }
+
+/// Refused appends in a row after which a stream is replaced (its state may
+/// be what BigQuery refuses).
+const GIVE_UP_AFTER: u32 = 3;
 
 impl ExactlyOnce {
     /// Open the ledger in `dir`; streams left by an earlier run are
@@ -134,6 +142,7 @@ impl ExactlyOnce {
             ledger: Arc::new(ledger),
             ledger_dir: dir.display().to_string(),
             in_table: Mutex::new(in_table),
+            gone: Mutex::default(),
             unresolved: tokio::sync::Mutex::new(unresolved),
             tables: Mutex::default(),
             degraded: Mutex::default(),
@@ -152,7 +161,7 @@ impl ExactlyOnce {
         rows: &[usize],
     ) -> Sent {
         let mut sent = Sent::default();
-        if let Err(e) = self.resolve(writer).await {
+        if let Err(e) = self.resolve(writer, health).await {
             sent.error = Some(e);
             return sent;
         }
@@ -181,7 +190,13 @@ impl ExactlyOnce {
         let mut slot = pool.acquire().await;
         if slot.is_none() {
             match writer.create_committed(table).await {
-                Ok(name) => *slot = Some(Open { name, rows: 0 }),
+                Ok(name) => {
+                    *slot = Some(Open {
+                        name,
+                        rows: 0,
+                        refused: 0,
+                    })
+                }
                 Err(status) if status.code() == Code::ResourceExhausted => {
                     drop(slot);
                     self.degrade(table, &status);
@@ -233,6 +248,7 @@ impl ExactlyOnce {
             match writer.append(&open.name, ipc, Some(offset)).await {
                 Ok(Appended::Done) => {
                     open.rows += item.len() as i64;
+                    open.refused = 0;
                     sent.written.extend(item);
                 }
                 Ok(Appended::RowErrors(errors)) => {
@@ -249,6 +265,13 @@ impl ExactlyOnce {
                     return sent;
                 }
                 Ok(Appended::Refused(e)) => {
+                    open.refused += 1;
+                    if open.refused >= GIVE_UP_AFTER {
+                        // Nothing of a refused append landed.
+                        *slot = None;
+                        drop(slot);
+                        self.give_up(open_name, Vec::new()).await;
+                    }
                     sent.error = Some(e);
                     return sent;
                 }
@@ -317,11 +340,18 @@ impl ExactlyOnce {
     /// The checkpoint passed these offsets: forget what it passed.
     pub(super) fn checkpointed(&self, files: &[CommittedFile]) {
         {
-            let committed: HashMap<u64, u64> = files.iter().map(|f| (f.file, f.offset)).collect();
+            let committed = committed_offsets(files);
             let mut in_table = lock(&self.in_table);
             if !in_table.is_empty() {
-                // A file not in the checkpoint yet may still be read from its start.
-                in_table.retain(|o| committed.get(&o.file).is_none_or(|c| *c <= o.offset));
+                let mut gone = lock(&self.gone);
+                let named: HashSet<u64> = in_table.iter().map(|o| o.file).collect();
+                gone.update(&committed, named.iter());
+                // A file not in the checkpoint yet may still be read from
+                // its start.
+                in_table.retain(|o| match committed.get(&o.file) {
+                    Some(c) => *c <= o.offset,
+                    None => !gone.contains(&o.file),
+                });
             }
         }
         if let Err(e) = self.ledger.prune(files) {
@@ -330,15 +360,24 @@ impl ExactlyOnce {
     }
 
     /// Read the row count of every unresolved stream (finalizing it).
-    async fn resolve(&self, writer: &StorageWriter) -> Result<(), SinkError> {
+    async fn resolve(&self, writer: &StorageWriter, health: &HealthState) -> Result<(), SinkError> {
         let mut unresolved = self.unresolved.lock().await;
         while let Some(stream) = unresolved.last() {
             let rows = match writer.finalize(&stream.stream).await {
                 Ok(rows) => rows,
-                Err(status) if status.code() == Code::NotFound => {
-                    // The stream is gone with its table (deleted, or an
-                    // emulator restarted): so are its rows.
-                    tracing::warn!(sink = %self.sink, stream = %stream.stream, "exactly-once: a stream to resolve no longer exists; its rows are sent again");
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument
+                    ) =>
+                {
+                    // BigQuery cannot count the stream's rows any more (the
+                    // table was deleted, the stream garbage-collected, or
+                    // it refuses a second finalize): the rows of unknown
+                    // outcome are sent again, possibly twice. Loudly.
+                    let at_stake = stream.landed(i64::MAX).count() as u64;
+                    health.degraded(at_stake);
+                    tracing::error!(sink = %self.sink, stream = %stream.stream, rows = at_stake, error = %from_grpc("finalize_write_stream", &status), "exactly-once DEGRADED: BigQuery cannot say which appends of this stream landed; their rows are sent again and may be duplicated (none is lost)");
                     0
                 }
                 Err(status) => {

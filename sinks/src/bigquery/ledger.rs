@@ -51,9 +51,62 @@ struct Inner {
     current_bytes: u64,
     /// Oldest first; the last one is being written.
     segments: VecDeque<Segment>,
-    /// Files the checkpoint was seen holding: once one is gone from it, it
-    /// was read to its end and deleted, and its rows are never read again.
+    /// Files gone from the checkpoint: read to their end and deleted, their
+    /// rows are never read again (see [`Gone`]).
+    gone: Gone,
+    /// The last write failed: the next one starts a new segment, so that no
+    /// record is ever written behind a torn one.
+    broken: bool,
+}
+
+/// Which files have left the checkpoint for good. A file the checkpoint
+/// held and no longer holds is gone; so is one it has not held for
+/// [`GONE_AFTER`] writes in a row (a file named by an earlier run's ledger
+/// that was deleted while tidewater was stopped: a file that is still
+/// there is back in the checkpoint within the first writes after a start).
+#[derive(Default)]
+pub(super) struct Gone {
     seen: HashSet<u64>,
+    absent: HashMap<u64, u32>,
+}
+
+/// Checkpoint writes a file named by the ledger may be missing from before
+/// it counts as gone.
+pub(super) const GONE_AFTER: u32 = 30;
+
+impl Gone {
+    /// A checkpoint holding `committed` was written; `named` are the files
+    /// the caller still keeps something for.
+    pub(super) fn update<'a>(
+        &mut self,
+        committed: &HashMap<u64, u64>,
+        named: impl Iterator<Item = &'a u64>,
+    ) {
+        self.seen.extend(committed.keys());
+        let mut absent = HashMap::new();
+        for file in named {
+            if !committed.contains_key(file) {
+                let n = self.absent.get(file).copied().unwrap_or(0);
+                absent.insert(*file, n + 1);
+            }
+        }
+        self.absent = absent;
+    }
+
+    pub(super) fn contains(&self, file: &u64) -> bool {
+        self.seen.contains(file) || self.absent.get(file).is_some_and(|n| *n >= GONE_AFTER)
+    }
+}
+
+/// The committed offset of each file in `files`; a file two sources read
+/// counts with the lower one.
+pub(super) fn committed_offsets(files: &[CommittedFile]) -> HashMap<u64, u64> {
+    let mut committed: HashMap<u64, u64> = HashMap::new();
+    for f in files {
+        let offset = committed.entry(f.file).or_insert(f.offset);
+        *offset = (*offset).min(f.offset);
+    }
+    committed
 }
 
 struct Segment {
@@ -101,7 +154,8 @@ impl Ledger {
                 current,
                 current_bytes: 0,
                 segments,
-                seen: HashSet::new(),
+                gone: Gone::default(),
+                broken: false,
             }),
         };
         Ok((ledger, records))
@@ -116,17 +170,24 @@ impl Ledger {
         framed.extend_from_slice(&payload);
         framed.extend_from_slice(&xxh3_64(&payload).to_le_bytes());
         let mut inner = lock(&self.inner);
-        if inner.current_bytes >= SEGMENT_BYTES {
+        if inner.current_bytes >= SEGMENT_BYTES || inner.broken {
             let seq = inner.segments.back().map_or(0, |s| s.seq + 1);
             inner.current = create_segment(&self.dir, seq)?;
             inner.current_bytes = 0;
+            inner.broken = false;
             inner.segments.push_back(Segment {
                 seq,
                 files: HashMap::new(),
             });
         }
-        inner.current.write_all(&framed)?;
-        inner.current.sync_data()?;
+        let written = inner
+            .current
+            .write_all(&framed)
+            .and_then(|()| inner.current.sync_data());
+        if let Err(e) = written {
+            inner.broken = true;
+            return Err(e);
+        }
         inner.current_bytes += framed.len() as u64;
         if let Some(segment) = inner.segments.back_mut() {
             segment.note(record);
@@ -138,9 +199,15 @@ impl Ledger {
     /// rows it has passed (never the one being written). Returns how many
     /// were deleted.
     pub(super) fn prune(&self, files: &[CommittedFile]) -> io::Result<usize> {
-        let committed: HashMap<u64, u64> = files.iter().map(|f| (f.file, f.offset)).collect();
+        let committed = committed_offsets(files);
         let mut inner = lock(&self.inner);
-        inner.seen.extend(committed.keys());
+        let inner = &mut *inner;
+        let named: HashSet<u64> = inner
+            .segments
+            .iter()
+            .flat_map(|s| s.files.keys().copied())
+            .collect();
+        inner.gone.update(&committed, named.iter());
         let mut deleted = 0;
         while inner.segments.len() > 1 {
             let Some(oldest) = inner.segments.front() else {
@@ -151,7 +218,7 @@ impl Ledger {
                 .iter()
                 .all(|(file, max)| match committed.get(file) {
                     Some(offset) => offset > max,
-                    None => inner.seen.contains(file),
+                    None => inner.gone.contains(file),
                 });
             if !passed {
                 break;
@@ -370,8 +437,10 @@ mod tests {
         assert_eq!(segments(), 2);
         let at = |file, offset| CommittedFile { file, offset };
         // A file missing from a checkpoint that never held it may still
-        // be read from its start.
-        assert_eq!(ledger.prune(&[at(1, 50)]).unwrap(), 0);
+        // be read from its start: kept, for GONE_AFTER writes.
+        for _ in 1..GONE_AFTER {
+            assert_eq!(ledger.prune(&[at(1, 50)]).unwrap(), 0);
+        }
         // File 2's row at 100 is not committed yet (its offset is at it).
         assert_eq!(ledger.prune(&[at(1, 50), at(2, 100)]).unwrap(), 0);
         assert_eq!(ledger.prune(&[at(1, 50), at(2, 101)]).unwrap(), 1);
@@ -380,6 +449,33 @@ mod tests {
         ledger.append(&append("s2", 0, &[(1, 60)])).unwrap();
         assert_eq!(ledger.prune(&[at(1, 1000)]).unwrap(), 0);
         assert_eq!(segments(), 1);
+    }
+
+    #[test]
+    fn a_file_deleted_while_stopped_no_longer_holds_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (ledger, _) = Ledger::open(dir.path()).unwrap();
+            ledger.append(&append("s1", 0, &[(7, 0)])).unwrap();
+        }
+        let (ledger, _) = Ledger::open(dir.path()).unwrap();
+        for _ in 1..GONE_AFTER {
+            assert_eq!(ledger.prune(&[]).unwrap(), 0);
+        }
+        assert_eq!(ledger.prune(&[]).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_is_never_followed_in_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _) = Ledger::open(dir.path()).unwrap();
+        ledger.append(&append("s1", 0, &[(1, 0)])).unwrap();
+        lock(&ledger.inner).broken = true;
+        ledger.append(&append("s1", 1, &[(1, 10)])).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+        drop(ledger);
+        let (_, read) = Ledger::open(dir.path()).unwrap();
+        assert_eq!(read.len(), 2);
     }
 
     #[test]
