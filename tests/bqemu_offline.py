@@ -13,7 +13,9 @@ a query runs): the stream then claims rows the table does not have. In
 BigQuery an append lands whole or not at all, which is what exactly-once
 delivery relies on; so a failed insert here puts the stream's counters
 back before the error is returned, and FinalizeWriteStream waits for an
-append in progress.
+append in progress. And the insert and the queries (REST) share one DuckDB
+connection without a lock, which is why the insert fails: they take one
+lock here, so that a query waits instead of failing an append.
 
 Usage: python bqemu_offline.py start --project test-project \
            --rest-port P --grpc-port G [--persistent --data-dir DIR]
@@ -24,7 +26,24 @@ import bqemulator.storage.engine as _engine
 
 _engine.DuckDBEngine._load_spatial = lambda self: None
 
+import threading  # noqa: E402
+
 import bqemulator.grpc_api.write_servicer as _write  # noqa: E402
+
+_DB = threading.RLock()
+
+
+def _locked(method):
+    def call(*args, **kwargs):
+        with _DB:
+            return method(*args, **kwargs)
+
+    return call
+
+
+_engine.DuckDBEngine.execute = _locked(_engine.DuckDBEngine.execute)
+_engine.DuckDBEngine.fetch_arrow = _locked(_engine.DuckDBEngine.fetch_arrow)
+_write.BigQueryWriteHandler._flush_to_target = _locked(_write.BigQueryWriteHandler._flush_to_target)
 
 _perform_append = _write.BigQueryWriteHandler._perform_append
 
