@@ -2,27 +2,30 @@
 """Check sidecar/monitoring and sidecar/dashboards against what tidewater
 really exports.
 
-    check_monitoring.py SCRAPE REPO_ROOT
+    check_monitoring.py SCRAPE [SCRAPE ...] REPO_ROOT
 
-SCRAPE is a file holding one GET /metrics of a running tidewater (the
-OpenMetrics text) that has a sink and has read at least one file, so that
+Each SCRAPE is a file holding one GET /metrics (the OpenMetrics text): of a
+running `tidewater run` that has a sink and has read at least one file, and
+of a running `tidewater notify` that has failed at least one post, so that
 every family has a sample and its labels are seen (the label checks need
-them); REPO_ROOT is the repository. Checked:
+them). The names and labels are checked against the union of the scrapes;
+REPO_ROOT is the repository. Checked:
 
 1. Every metric name in every PromQL expression of the PrometheusRule
-   (sidecar/monitoring/prometheusrule.yaml) and of the Grafana dashboard
-   (sidecar/dashboards/tidewater.json: panel targets and variable queries) is
-   a series name of the scrape, exactly as Prometheus stores it: counters
+   (sidecar/monitoring/prometheusrule.yaml) and of the Grafana dashboards
+   (sidecar/dashboards/*.json: panel targets and variable queries) is
+   a series name of a scrape, exactly as Prometheus stores it: counters
    with _total, histograms as _bucket/_sum/_count (a "# TYPE" line gives
    the names of a family that has no sample yet). `up`, which Prometheus
    adds itself, is the one exception. Label names in matchers, in
    by/without/on/ignoring lists, in legends and in $labels.x must be
-   tidewater's (seen in the scrape) or the PodMonitor's target labels; and
+   tidewater's (seen in a scrape) or the PodMonitor's target labels; and
    every tidewater_* name the annotations and panel descriptions mention
    must be exported too.
 2. The structure of the PodMonitor and the PrometheusRule (kubernetes-validate
    has no schema for these kinds and only warns about them): known fields,
-   an API port named as in both workloads and on the port of [api] address,
+   an API port named as in the three workloads (the sidecar, the DaemonSet,
+   notify) and on the port of their [api] (or [notify.api]) address,
    the job="tidewater" that the expressions select, and on every alert a
    severity, a summary, a description and a runbook.
 3. `promtool check rules` on the PrometheusRule's spec (written out as a
@@ -194,9 +197,12 @@ def check_names(where, expr, exported, known_labels):
     if not metrics:
         fail(f"{where}: no metric name found in {expr!r}")
     for name in sorted(metrics - set(exported) - PROMETHEUS_SERIES):
-        fail(f"{where}: {name} is not exported by tidewater (not in the scrape): {expr!r}")
+        hint = ""
+        if name.startswith("tidewater_notify_") and not any(n.startswith("tidewater_notify_") for n in exported):
+            hint = " (no scrape of `tidewater notify` was given)"
+        fail(f"{where}: {name} is not exported by tidewater (in no scrape){hint}: {expr!r}")
     for label in sorted(labels - known_labels - TARGET_LABELS):
-        fail(f"{where}: the label {label} is neither tidewater's (on a sample of the scrape) "
+        fail(f"{where}: the label {label} is neither tidewater's (on a sample of a scrape) "
              f"nor a target label: {expr!r}")
     for metric, label in selector_labels(expr):
         seen = exported.get(metric)
@@ -245,14 +251,25 @@ def label_selector(where, sel):
             keys_within(f"{where}.matchExpressions", e, {"key", "operator", "values"})
 
 
-def api_port(root, workload, config):
-    """The named ports of the tidewater container, and the [api] port."""
+# (workload, its container, its config, the API table, its default address)
+WORKLOADS = [
+    ("sidecar/base/deployment.yaml", "tidewater", "sidecar/base/tidewater.toml", ["api"], "0.0.0.0:8686"),
+    ("sidecar/daemonset/daemonset.yaml", "tidewater", "sidecar/daemonset/tidewater.toml", ["api"], "0.0.0.0:8686"),
+    ("sidecar/notify/deployment.yaml", "notify", "sidecar/notify/notify.toml", ["notify", "api"], "0.0.0.0:8687"),
+]
+
+
+def api_port(root, workload, container, config, table, default):
+    """The named ports of the container, and the port of its API address."""
     with open(os.path.join(root, workload)) as f:
         pod = yaml.safe_load(f)["spec"]["template"]["spec"]
     containers = pod.get("initContainers", []) + pod.get("containers", [])
-    tw = next((c for c in containers if c["name"] == "tidewater"), {})
+    tw = next((c for c in containers if c["name"] == container), {})
     with open(os.path.join(root, config), "rb") as f:
-        address = tomllib.load(f).get("api", {}).get("address", "")
+        api = tomllib.load(f)
+    for key in table:
+        api = api.get(key, {})
+    address = api.get("address", default)
     port = int(address.rsplit(":", 1)[1]) if ":" in address else None
     return {p.get("name"): p["containerPort"] for p in tw.get("ports", [])}, port
 
@@ -277,8 +294,6 @@ def check_podmonitor(root, doc):
     if not isinstance(endpoints, list) or not endpoints:
         fail(f"{where}: no podMetricsEndpoints")
         return
-    workloads = [("sidecar/base/deployment.yaml", "sidecar/base/tidewater.toml"),
-                 ("sidecar/daemonset/daemonset.yaml", "sidecar/daemonset/tidewater.toml")]
     jobs = set()
     for i, ep in enumerate(endpoints):
         at = f"{where}: podMetricsEndpoints[{i}]"
@@ -293,12 +308,13 @@ def check_podmonitor(root, doc):
         for key in ("interval", "scrapeTimeout"):
             if key in ep and not DURATION.match(str(ep[key])):
                 fail(f"{at}: {key} {ep[key]!r} is not a Prometheus duration")
-        for workload, config in workloads:
-            ports, api = api_port(root, workload, config)
+        for workload, container, config, table, default in WORKLOADS:
+            ports, api = api_port(root, workload, container, config, table, default)
             if ports.get(ep.get("port")) is None:
-                fail(f"{at}: no port named {ep.get('port')!r} on tidewater in {workload} (it has {sorted(ports)})")
+                fail(f"{at}: no port named {ep.get('port')!r} on {container} in {workload} (it has {sorted(ports)})")
             elif ports[ep["port"]] != api:
-                fail(f"{at}: port {ep['port']} is {ports[ep['port']]} in {workload}, [api] address in {config} is on {api}")
+                fail(f"{at}: port {ep['port']} is {ports[ep['port']]} in {workload}, "
+                     f"[{'.'.join(table)}] address in {config} is on {api}")
         for j, r in enumerate(ep.get("relabelings") or []):
             keys_within(f"{at}.relabelings[{j}]", r, {
                 "sourceLabels", "separator", "targetLabel", "regex", "modulus", "replacement", "action"})
@@ -364,13 +380,13 @@ def annotation_labels(alert, rule):
 
 # --- The dashboard ------------------------------------------------------------
 
-def dashboard_queries(dash):
+def dashboard_queries(dash, name):
     """(where, PromQL) of every panel target and query variable, and the text
     of the descriptions; checks the datasource variable on the way."""
     variables = dash.get("templating", {}).get("list", [])
     if not any(v.get("type") == "datasource" and v.get("name") == "datasource"
                and v.get("query") == "prometheus" for v in variables):
-        fail("dashboard: no ${datasource} variable of type datasource (prometheus)")
+        fail(f"dashboard {name}: no ${{datasource}} variable of type datasource (prometheus)")
     queries, texts = [], [dash.get("description", "")]
     for v in variables:
         if v.get("type") != "query":
@@ -378,20 +394,20 @@ def dashboard_queries(dash):
         q = v.get("query")
         q = q.get("query", "") if isinstance(q, dict) else q or ""
         if v.get("datasource", {}).get("uid") != "${datasource}":
-            fail(f"dashboard: variable {v.get('name')} does not use ${{datasource}}")
+            fail(f"dashboard {name}: variable {v.get('name')} does not use ${{datasource}}")
         m = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\s*\)\s*", q, re.S)
         if m:
-            queries.append((f"dashboard variable {v['name']}", m.group(1), [m.group(2)]))
+            queries.append((f"dashboard {name} variable {v['name']}", m.group(1), [m.group(2)]))
         elif re.fullmatch(r"\s*query_result\((.*)\)\s*", q, re.S):
-            queries.append((f"dashboard variable {v['name']}", q.strip()[len("query_result("):-1], []))
+            queries.append((f"dashboard {name} variable {v['name']}", q.strip()[len("query_result("):-1], []))
         else:
-            fail(f"dashboard: variable {v.get('name')}: cannot read the query {q!r}")
+            fail(f"dashboard {name}: variable {v.get('name')}: cannot read the query {q!r}")
     ids = set()
     panels = list(dash.get("panels", []))
     while panels:
         p = panels.pop(0)
         panels.extend(p.get("panels", []))
-        where = f"dashboard panel {p.get('title')!r}"
+        where = f"dashboard {name} panel {p.get('title')!r}"
         if p.get("id") in ids:
             fail(f"{where}: id {p.get('id')} used twice")
         ids.add(p.get("id"))
@@ -440,13 +456,19 @@ def check_tests_cover(alerts, tests):
 
 
 def main():
-    if len(sys.argv) != 3:
-        die("usage: check_monitoring.py SCRAPE_FILE REPO_ROOT")
-    scrape_path, root = sys.argv[1], sys.argv[2]
+    if len(sys.argv) < 3:
+        die("usage: check_monitoring.py SCRAPE_FILE [SCRAPE_FILE ...] REPO_ROOT")
+    scrape_paths, root = sys.argv[1:-1], sys.argv[-1]
     monitoring = os.path.join(root, "sidecar", "monitoring")
+    exported = {}
     try:
-        with open(scrape_path) as f:
-            exported = read_scrape(f.read())
+        for scrape_path in scrape_paths:
+            with open(scrape_path) as f:
+                names = read_scrape(f.read())
+            if not any(n.startswith("tidewater_") for n in names):
+                die(f"{scrape_path} holds no tidewater_ metric: is it a scrape of tidewater's /metrics?")
+            for name, labels in names.items():
+                exported.setdefault(name, set()).update(labels)
         with open(os.path.join(monitoring, "kustomization.yaml")) as f:
             kustomization = yaml.safe_load(f)
         with open(os.path.join(monitoring, "podmonitor.yaml")) as f:
@@ -456,8 +478,12 @@ def main():
         tests_path = os.path.join(monitoring, "tests", "rules_test.yaml")
         with open(tests_path) as f:
             tests = yaml.safe_load(f)
-        with open(os.path.join(root, "sidecar", "dashboards", "tidewater.json")) as f:
-            dashboard = json.load(f)
+        dashboards = {}
+        folder = os.path.join(root, "sidecar", "dashboards")
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".json"):
+                with open(os.path.join(folder, name)) as f:
+                    dashboards[name] = json.load(f)
     except (OSError, ValueError, yaml.YAMLError) as e:
         die(str(e))
     promtool = os.environ.get("PROMTOOL") or shutil.which("promtool")
@@ -465,8 +491,8 @@ def main():
         die("promtool not found: install it (Debian: apt-get install prometheus) or set PROMTOOL")
 
     self_test()
-    if not any(n.startswith("tidewater_") for n in exported):
-        die(f"{scrape_path} holds no tidewater_ metric: is it a scrape of tidewater's /metrics?")
+    if "tidewater.json" not in dashboards:
+        die(f"no tidewater.json in {folder}")
     known_labels = set().union(*exported.values())
 
     if kustomization.get("kind") != "Component" or \
@@ -484,7 +510,14 @@ def main():
                 check_mentions(where, str(text), exported)
     for name, rule in alerts.items():
         annotation_labels(name, rule)
-    queries, texts = dashboard_queries(dashboard)
+    queries, texts, uids = [], [], {}
+    for name, dashboard in dashboards.items():
+        q, t = dashboard_queries(dashboard, name)
+        queries += q
+        texts += t
+        if dashboard.get("uid") in uids:
+            fail(f"dashboard {name}: uid {dashboard.get('uid')!r} is also {uids[dashboard.get('uid')]}'s")
+        uids[dashboard.get("uid")] = name
     for where, expr, legend_labels in queries:
         used |= check_names(where, expr, exported, known_labels)
         for label in legend_labels:
@@ -505,7 +538,9 @@ def main():
         "used": sorted(used),
         "not_used": sorted(n for n in exported if n.startswith("tidewater_") and n not in used),
         "alerts": sorted(alerts),
-        "panels": len({w for w, _, _ in queries if w.startswith("dashboard panel")}),
+        "scrapes": len(scrape_paths),
+        "dashboards": sorted(dashboards),
+        "panels": len({w for w, _, _ in queries if " panel " in w}),
         "promtool": promtool_out,
     }))
 
