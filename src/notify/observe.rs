@@ -55,6 +55,9 @@ struct Broker {
     error: Option<(SystemTime, String)>,
 }
 
+/// Every `cause` of a failed post.
+const CAUSES: [&str; 4] = ["rate_limited", "server", "client", "network"];
+
 impl Default for Observer {
     fn default() -> Self {
         let mut r = Registry::default();
@@ -118,10 +121,20 @@ impl Default for Observer {
             broker: Mutex::default(),
             last_post: Mutex::default(),
         }
+        .with_every_cause()
     }
 }
 
 impl Observer {
+    /// Every cause's series exists from the start, at 0, so that `rate()`
+    /// and `increase()` see the first failure of each.
+    fn with_every_cause(self) -> Self {
+        for cause in CAUSES {
+            let _ = self.failures.get_or_create(&Cause { cause });
+        }
+        self
+    }
+
     /// The counters as printed at exit.
     pub fn summary(&self) -> Summary {
         Summary {
@@ -135,7 +148,7 @@ impl Observer {
     }
 
     fn failures_total(&self) -> u64 {
-        ["rate_limited", "server", "client", "network"]
+        CAUSES
             .into_iter()
             .map(|cause| self.failures.get_or_create(&Cause { cause }).get())
             .sum()

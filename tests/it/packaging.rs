@@ -96,7 +96,13 @@ fn manifests_build_validate_and_carry_a_valid_config() {
         let validated = sandbox
             .spawn_with_env(
                 &["validate", "--config", path_str(&toml)],
-                &[("TIDEWATER_LAKE_URL", "file:///tmp/tidewater-lake")],
+                &[
+                    ("TIDEWATER_LAKE_URL", "file:///tmp/tidewater-lake"),
+                    ("TIDEWATER_BQ_PROJECT", "my-project"),
+                    ("TIDEWATER_BQ_DATASET", "logs"),
+                    ("TIDEWATER_BQ_TABLE", "container_log"),
+                    ("RABBITMQ_URL", "amqp://user:password@rabbitmq:5672/%2f"),
+                ],
             )
             .finish(RUN_ONCE_TIMEOUT);
         assert_eq!(
@@ -198,10 +204,36 @@ fn live_scrape(sandbox: &Sandbox) -> PathBuf {
     sandbox.write_file("scrape.txt", text)
 }
 
-fn check_monitoring(scrape: &std::path::Path) -> (bool, String, String) {
+/// A live scrape of `tidewater notify` consuming from a real RabbitMQ.
+fn live_notify_scrape(sandbox: &Sandbox) -> PathBuf {
+    use crate::alerts::*;
+    let (exchange, queue) = (unique("errors"), unique("monitoring"));
+    let slack = FakeSlack::start();
+    let port = crate::services::free_port();
+    let config = notify_config(
+        sandbox,
+        &exchange,
+        &queue,
+        &format!("[notify.api]\naddress = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut notify = start_notify(sandbox, &config, &slack);
+    wait_for_consumer(&queue, &mut notify);
+    let text = crate::services::http("GET", port, "/metrics", &[], &[])
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    stop_notify(notify);
+    delete_queues(&queue);
+    assert!(
+        text.contains("tidewater_notify_post_failures_total{"),
+        "notify's /metrics:\n{text}"
+    );
+    sandbox.write_file("notify-scrape.txt", text)
+}
+
+fn check_monitoring(scrapes: &[&std::path::Path]) -> (bool, String, String) {
     run(Command::new(python())
         .arg(project_file("tests/check_monitoring.py"))
-        .arg(scrape)
+        .args(scrapes)
         .arg(project_file(".")))
 }
 
@@ -209,7 +241,8 @@ fn check_monitoring(scrape: &std::path::Path) -> (bool, String, String) {
 fn alert_rules_and_the_dashboard_use_exported_metrics_and_pass_promtool() {
     let sandbox = Sandbox::new();
     let scrape = live_scrape(&sandbox);
-    let (ok, out, err) = check_monitoring(&scrape);
+    let notify = live_notify_scrape(&sandbox);
+    let (ok, out, err) = check_monitoring(&[&scrape, &notify]);
     assert!(ok, "tests/check_monitoring.py:\n{out}{err}");
     println!("{out}");
 
@@ -220,7 +253,8 @@ fn alert_rules_and_the_dashboard_use_exported_metrics_and_pass_promtool() {
         .filter(|l| !l.contains("tidewater_sink_up"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let (ok, out, err) = check_monitoring(&sandbox.write_file("without.txt", without));
+    let without = sandbox.write_file("without.txt", without);
+    let (ok, out, err) = check_monitoring(&[&without, &notify]);
     assert!(!ok, "a missing metric must fail the check:\n{out}");
     assert!(
         err.contains("tidewater_sink_up"),
