@@ -67,7 +67,7 @@ impl Health {
                 }),
             },
         );
-        (alive, self.report(alive, components))
+        (alive, report(self.started, alive, components))
     }
 
     /// `(ready, report)` for `/readyz`.
@@ -96,18 +96,20 @@ impl Health {
             };
             components.insert(format!("sinks.{}", sink.name()), state);
         }
-        (ready, self.report(ready, components))
-    }
-
-    fn report(&self, ok: bool, components: Map<String, Value>) -> Value {
-        json!({
-            "status": if ok { "ok" } else { "failing" },
-            "started": rfc3339(self.started),
-            "components": components,
-        })
+        (ready, report(self.started, ready, components))
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
+/// The JSON body of `/healthz` and `/readyz` (`notify`'s too).
+pub(crate) fn report(started: SystemTime, ok: bool, components: Map<String, Value>) -> Value {
+    json!({
+        "status": if ok { "ok" } else { "failing" },
+        "started": rfc3339(started),
+        "components": components,
+    })
+}
+
+/// A time as RFC 3339 UTC with milliseconds.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::slack::Failure;
 use super::Summary;
+use crate::health::{report, rfc3339};
 use crate::lock;
 use crate::stats::registered;
 
@@ -195,7 +196,7 @@ impl Observer {
 
 impl crate::api::Endpoints for Observer {
     fn liveness(&self) -> (bool, Value) {
-        (true, self.report(true, Map::new()))
+        (true, report(self.started, true, Map::new()))
     }
 
     fn readiness(&self) -> (bool, Value) {
@@ -226,7 +227,7 @@ impl crate::api::Endpoints for Observer {
             },
         );
         let ready = broker_ok && slack_ok;
-        (ready, self.report(ready, components))
+        (ready, report(self.started, ready, components))
     }
 
     fn metrics(&self) -> String {
@@ -236,18 +237,4 @@ impl crate::api::Endpoints for Observer {
             Err(e) => format!("# cannot encode the metrics: {e}\n"),
         }
     }
-}
-
-impl Observer {
-    fn report(&self, ok: bool, components: Map<String, Value>) -> Value {
-        json!({
-            "status": if ok { "ok" } else { "failing" },
-            "started": rfc3339(self.started),
-            "components": components,
-        })
-    }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
