@@ -17,9 +17,13 @@ append in progress. And the insert and the queries (REST) share one DuckDB
 connection without a lock, which is why the insert fails: they take one
 lock here, so that a query waits instead of failing an append.
 
+With BQEMU_REFUSE_CREATE_WRITE_STREAM set, CreateWriteStream answers
+RESOURCE_EXHAUSTED (a quota), for the test of exactly-once's fallback.
+
 Usage: python bqemu_offline.py start --project test-project \
            --rest-port P --grpc-port G [--persistent --data-dir DIR]
 """
+import os
 import sys
 
 import bqemulator.storage.engine as _engine
@@ -73,6 +77,17 @@ def _locked_finalize(self, request_bytes, context):
     with stream.lock:
         return _finalize(self, request_bytes, context)
 
+
+if os.environ.get("BQEMU_REFUSE_CREATE_WRITE_STREAM"):
+    # For tests: BigQuery's quota on new write streams, reached.
+    import grpc  # noqa: E402
+
+    def _refuse_create(self, request_bytes, context):
+        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        context.set_details("Exceeds quota: CreateWriteStream requests (test)")
+        return b""
+
+    _write.BigQueryWriteHandler._handle_create_write_stream = _refuse_create
 
 _write.BigQueryWriteHandler._perform_append = _atomic_append
 _write.BigQueryWriteHandler._handle_finalize_write_stream = _locked_finalize

@@ -287,6 +287,45 @@ fn an_emulator_frozen_for_20_seconds_costs_no_duplicate() {
 }
 
 #[test]
+fn a_quota_on_new_streams_degrades_to_at_least_once_loudly() {
+    let sandbox = Sandbox::new();
+    let emu = BqEmulator::start_refusing_write_streams(&sandbox);
+    generate(
+        &sandbox.path("logs/app.log"),
+        "cri",
+        1500,
+        &["--seed", "36"],
+    );
+    let port = free_port();
+    let cfg = config(
+        "cri",
+        &exactly_once(&emu, "exactly_once", ""),
+        &format!("[api]\naddress = \"127.0.0.1:{port}\"\n"),
+    );
+    let path = sandbox.write_file("tidewater.toml", cfg);
+    let mut run = sandbox.start_run(&path);
+    let stats = wait_for(&emu, 1500, Duration::from_secs(60));
+    run.assert_running();
+    let degraded = Scrape::take(port).get(
+        "tidewater_sink_degraded_rows_total",
+        &[("sink", "warehouse")],
+    );
+    run.signal("TERM");
+    let finished = run.finish(Duration::from_secs(30));
+    finished.assert_success();
+    // Nothing is lost; the rows went through _default, counted.
+    assert_eq!(stats, (1500, 1500, 0, 1499), "{}", finished.stderr);
+    assert_eq!(degraded, 1500.0);
+    assert!(
+        finished
+            .stderr
+            .contains("exactly-once DEGRADED to at-least-once"),
+        "{}",
+        finished.stderr
+    );
+}
+
+#[test]
 fn exactly_once_needs_the_storage_write_api() {
     let sandbox = Sandbox::new();
     let cfg = config(

@@ -469,12 +469,24 @@ pub struct BqEmulator {
     /// Set for an emulator that keeps its tables on disk across restarts.
     data_dir: Option<std::path::PathBuf>,
     log: std::path::PathBuf,
+    /// CreateWriteStream answers RESOURCE_EXHAUSTED, as at BigQuery's quota.
+    refuse_streams: bool,
 }
 
 impl BqEmulator {
     /// An in-memory emulator.
     pub fn start(sandbox: &Sandbox) -> Self {
         Self::launch(sandbox, free_port(), free_port(), None)
+    }
+
+    /// An emulator whose CreateWriteStream always answers
+    /// RESOURCE_EXHAUSTED (BigQuery's quota on new streams).
+    pub fn start_refusing_write_streams(sandbox: &Sandbox) -> Self {
+        let mut emulator = Self::launch(sandbox, free_port(), free_port(), None);
+        emulator.stop();
+        emulator.refuse_streams = true;
+        emulator.run();
+        emulator
     }
 
     /// An emulator keeping its tables in `dir`, so that it can be stopped
@@ -496,6 +508,7 @@ impl BqEmulator {
             grpc_port,
             data_dir,
             log,
+            refuse_streams: false,
         };
         emulator.run();
         emulator
@@ -520,6 +533,9 @@ impl BqEmulator {
         ]);
         if let Some(dir) = &self.data_dir {
             command.args(["--persistent", "--data-dir", path_str(dir)]);
+        }
+        if self.refuse_streams {
+            command.env("BQEMU_REFUSE_CREATE_WRITE_STREAM", "1");
         }
         // Each start appends to the same log.
         let log = self.log.with_extension(format!(

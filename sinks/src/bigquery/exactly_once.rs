@@ -179,11 +179,7 @@ impl ExactlyOnce {
             return sent;
         }
         if self.is_degraded(table) {
-            health.degraded(todo.len() as u64);
-            let default = writer
-                .send(&format!("{table}/streams/_default"), batch, &todo)
-                .await;
-            sent.merge(default);
+            sent.merge(at_least_once(writer, health, table, batch, &todo).await);
             return sent;
         }
         let pool = self.pool(table);
@@ -200,11 +196,7 @@ impl ExactlyOnce {
                 Err(status) if status.code() == Code::ResourceExhausted => {
                     drop(slot);
                     self.degrade(table, &status);
-                    health.degraded(todo.len() as u64);
-                    let default = writer
-                        .send(&format!("{table}/streams/_default"), batch, &todo)
-                        .await;
-                    sent.merge(default);
+                    sent.merge(at_least_once(writer, health, table, batch, &todo).await);
                     return sent;
                 }
                 Err(status) => {
@@ -439,6 +431,21 @@ impl ExactlyOnce {
         tracing::error!(sink = %self.sink, table, minutes = DEGRADED_FOR.as_secs() / 60, error = %from_grpc("create_write_stream", status), "exactly-once DEGRADED to at-least-once: BigQuery refused a new write stream (a quota); this table's rows go to its _default stream, where a retry or a restart can duplicate them");
         lock(&self.degraded).insert(table.to_string(), Instant::now() + DEGRADED_FOR);
     }
+}
+
+/// Rows `rows` of `batch` through `table`'s `_default` stream, counted as
+/// degraded.
+async fn at_least_once(
+    writer: &StorageWriter,
+    health: &HealthState,
+    table: &str,
+    batch: &SinkBatch,
+    rows: &[usize],
+) -> Sent {
+    health.degraded(rows.len() as u64);
+    writer
+        .send(&format!("{table}/streams/_default"), batch, rows)
+        .await
 }
 
 impl Unresolved {
