@@ -2,7 +2,7 @@
 //! at explicit offsets, with a write-ahead [`Ledger`] of which rows each
 //! append carries.
 //!
-//! The argument (README, "BigQuery: exactly once"):
+//! The argument (README, "Exactly once into BigQuery"):
 //! - An append to a committed stream at offset `o` lands whole or not at
 //!   all, and only if the stream holds exactly `o` rows; appends to one
 //!   stream are sent one at a time, so a stream's row count says exactly
@@ -24,7 +24,8 @@
 //! or after an unknown outcome. A stream that cannot be created because of
 //! a quota makes that table's rows go to the `_default` stream
 //! (at-least-once) for [`DEGRADED_FOR`], with an error in the log and the
-//! sink's `degraded` counter.
+//! sink's `degraded` counter; so are the rows of a stream BigQuery can no
+//! longer count (gone, or refusing a second finalize), which are sent again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
