@@ -8,10 +8,12 @@ request, one JSON line is appended to --log:
 (the body is gunzipped to read it). With --fail-inserts N, the first N
 insertAll requests are forwarded (so the rows DO land) and then answered
 503 backendError: the client sees a failure after a write, the case a
-retry must de-duplicate.
+retry must de-duplicate. With --deny-dataset-create, creating a dataset
+is answered 403 accessDenied (an account with dataEditor on the dataset
+only, which may not create datasets).
 
 Usage: python bq_proxy.py --port P --upstream http://127.0.0.1:U --log F
-                          [--fail-inserts N]
+                          [--fail-inserts N] [--deny-dataset-create]
 """
 import argparse
 import gzip
@@ -30,6 +32,7 @@ def main():
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--fail-inserts", type=int, default=0)
+    ap.add_argument("--deny-dataset-create", action="store_true")
     args = ap.parse_args()
     up = urlsplit(args.upstream)
     lock = threading.Lock()
@@ -44,6 +47,18 @@ def main():
         def forward(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if args.deny_dataset_create and self.command == "POST" and self.path.split("?")[0].endswith("/datasets"):
+                rbody = json.dumps({"error": {
+                    "code": 403, "status": "PERMISSION_DENIED",
+                    "message": "Access Denied: bigquery.datasets.create (test proxy)",
+                    "errors": [{"reason": "accessDenied", "message": "denied"}],
+                }}).encode()
+                self.send_response(403)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(rbody)))
+                self.end_headers()
+                self.wfile.write(rbody)
+                return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
             conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
             try:

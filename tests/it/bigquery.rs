@@ -222,6 +222,28 @@ fn the_corpus_arrives_through_the_storage_write_api_as_arrow() {
 }
 
 #[test]
+fn create_table_in_an_existing_dataset_needs_no_right_to_create_datasets() {
+    let sandbox = Sandbox::new();
+    let emu = BqEmulator::start(&sandbox);
+    // The dataset exists (made by its owner); the table does not.
+    create_table(&emu, "other", &bundled_columns(&[]));
+    let proxy = BqProxy::start_denying_dataset_creation(&sandbox, &emu);
+    generate(&sandbox.path("logs/app.log"), "cri", 300, &["--seed", "9"]);
+    let cfg = config(
+        "cri",
+        &format!(
+            "table = \"container_log\"\ncreate_table = true\nendpoint = \"{}\"\n",
+            proxy.url()
+        ),
+        "",
+    );
+    let path = sandbox.write_file("tidewater.toml", cfg);
+    let (_, summary) = sandbox.run_once_ok(&path);
+    assert_eq!(summary.get("rows_delivered"), 300);
+    assert_eq!(seq_stats(&emu, "container_log"), (300, 300, 0, 299));
+}
+
+#[test]
 fn a_table_per_namespace_is_created_on_first_use() {
     let sandbox = Sandbox::new();
     let emu = BqEmulator::start(&sandbox);

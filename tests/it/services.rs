@@ -701,6 +701,16 @@ impl BqProxy {
     }
 
     pub fn start(sandbox: &Sandbox, upstream: &BqEmulator, fail_inserts: u32) -> Self {
+        Self::launch(sandbox, upstream, fail_inserts, false)
+    }
+
+    /// A proxy that answers 403 to creating a dataset, as BigQuery does to
+    /// an account with `dataEditor` on the dataset only.
+    pub fn start_denying_dataset_creation(sandbox: &Sandbox, upstream: &BqEmulator) -> Self {
+        Self::launch(sandbox, upstream, 0, true)
+    }
+
+    fn launch(sandbox: &Sandbox, upstream: &BqEmulator, fail_inserts: u32, deny: bool) -> Self {
         let port = free_port();
         let log = sandbox.path(&format!("bq-proxy-{port}.jsonl"));
         let mut command = Command::new(python());
@@ -714,6 +724,9 @@ impl BqProxy {
             "--fail-inserts",
             &fail_inserts.to_string(),
         ]);
+        if deny {
+            command.arg("--deny-dataset-create");
+        }
         let server = Server::start(
             "bq_proxy.py",
             command,

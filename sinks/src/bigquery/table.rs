@@ -107,16 +107,26 @@ async fn create(
     fields: &[TableFieldSchema],
 ) -> Result<(), SinkError> {
     let (p, d) = (cfg.keys.project.as_str(), cfg.keys.dataset.as_str());
-    match client
-        .dataset()
-        .create(Dataset::new(p, d).location(&cfg.keys.location))
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(sink = %cfg.name, dataset = %format!("{p}.{d}"), "created the dataset")
+    // Read first: creating needs a right on the project
+    // (bigquery.datasets.create) that an account with dataEditor on an
+    // existing dataset does not have, and should not need.
+    let exists = match client.dataset().get(p, d).await {
+        Ok(_) => true,
+        Err(e) if http_status(&e) == Some(404) => false,
+        Err(e) => return Err(from_rest(&format!("reading dataset {p}.{d}"), e)),
+    };
+    if !exists {
+        match client
+            .dataset()
+            .create(Dataset::new(p, d).location(&cfg.keys.location))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(sink = %cfg.name, dataset = %format!("{p}.{d}"), "created the dataset")
+            }
+            Err(e) if http_status(&e) == Some(409) => {}
+            Err(e) => return Err(from_rest(&format!("creating dataset {p}.{d}"), e)),
         }
-        Err(e) if http_status(&e) == Some(409) => {}
-        Err(e) => return Err(from_rest(&format!("creating dataset {p}.{d}"), e)),
     }
     let mut definition = Table::new(p, d, table, TableSchema::new(fields.to_vec()));
     if let Some(field) = cfg.keys.partition_field() {
