@@ -476,23 +476,25 @@ pub struct BqEmulator {
 impl BqEmulator {
     /// An in-memory emulator.
     pub fn start(sandbox: &Sandbox) -> Self {
-        Self::launch(sandbox, free_port(), free_port(), None)
+        Self::launch(sandbox, free_port(), free_port(), None, false)
     }
 
     /// An emulator whose CreateWriteStream always answers
     /// RESOURCE_EXHAUSTED (BigQuery's quota on new streams).
     pub fn start_refusing_write_streams(sandbox: &Sandbox) -> Self {
-        let mut emulator = Self::launch(sandbox, free_port(), free_port(), None);
-        emulator.stop();
-        emulator.refuse_streams = true;
-        emulator.run();
-        emulator
+        Self::launch(sandbox, free_port(), free_port(), None, true)
     }
 
     /// An emulator keeping its tables in `dir`, so that it can be stopped
     /// and started again without losing them.
     pub fn start_persistent(sandbox: &Sandbox, dir: &std::path::Path) -> Self {
-        Self::launch(sandbox, free_port(), free_port(), Some(dir.to_path_buf()))
+        Self::launch(
+            sandbox,
+            free_port(),
+            free_port(),
+            Some(dir.to_path_buf()),
+            false,
+        )
     }
 
     fn launch(
@@ -500,6 +502,7 @@ impl BqEmulator {
         rest_port: u16,
         grpc_port: u16,
         data_dir: Option<std::path::PathBuf>,
+        refuse_streams: bool,
     ) -> Self {
         let log = sandbox.path(&format!("bqemu-{rest_port}.log"));
         let mut emulator = BqEmulator {
@@ -508,7 +511,7 @@ impl BqEmulator {
             grpc_port,
             data_dir,
             log,
-            refuse_streams: false,
+            refuse_streams,
         };
         emulator.run();
         emulator

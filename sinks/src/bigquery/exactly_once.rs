@@ -166,14 +166,19 @@ impl ExactlyOnce {
             sent.error = Some(e);
             return sent;
         }
-        let mut todo = Vec::with_capacity(rows.len());
+        // Rows already in the table (an earlier run's, or an unknown
+        // outcome's): usually none, and then nothing is looked up.
+        let mut todo = rows.to_vec();
         {
             let mut in_table = lock(&self.in_table);
-            for &row in rows {
-                match batch.origins.get(row) {
-                    Some(o) if in_table.remove(o) => sent.written.push(row),
-                    _ => todo.push(row),
-                }
+            if !in_table.is_empty() {
+                todo.retain(|&row| match batch.origins.get(row) {
+                    Some(o) if in_table.remove(o) => {
+                        sent.written.push(row);
+                        false
+                    }
+                    _ => true,
+                });
             }
         }
         if todo.is_empty() {

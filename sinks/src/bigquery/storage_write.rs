@@ -101,13 +101,12 @@ impl StorageWriter {
         let mut sent = Sent::default();
         let mut work: Vec<Vec<usize>> = vec![rows.to_vec()];
         while let Some(item) = work.pop() {
-            let Some(ipc) = self.encode(batch, item, &mut work, &mut sent).await else {
+            let Some((item, ipc)) = self.encode(batch, item, &mut work, &mut sent).await else {
                 if sent.error.is_some() {
                     return sent;
                 }
                 continue;
             };
-            let (item, ipc) = ipc;
             match self.append(stream, ipc, None).await {
                 Ok(Appended::Done) => sent.written.extend(item),
                 Ok(Appended::RowErrors(errors)) => {
