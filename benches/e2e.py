@@ -10,6 +10,7 @@ CPU-seconds per GB of input and peak RSS (from wait4 of the tidewater process).
     python3 benches/e2e.py --records 200000 --runs 5
     python3 benches/e2e.py --memory-limit 64MiB   # the same with a smaller memory budget
     python3 benches/e2e.py --rolling              # batches combined into 128 MiB objects (staging files)
+    python3 benches/e2e.py --no-build --runs 5 --baseline /tmp/tidewater-before   # A/B, alternating
 """
 import argparse
 import json
@@ -29,6 +30,7 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--work", default="/tmp/tidewater-bench")
     p.add_argument("--binary", default=os.path.join(ROOT, "target/release/tidewater"))
+    p.add_argument("--baseline", help="another tidewater binary, run alternately with --binary (A/B)")
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--memory-limit", help="memory_limit for tidewater (default: its own default)")
     p.add_argument("--rolling", action="store_true", help='target_file_size = "128MiB": the rolling sink')
@@ -70,22 +72,23 @@ url = "file://lake"
         if a.rolling:
             f.write('target_file_size = "128MiB"\n')
 
-    results = []
-    for run in range(a.runs):
+    def run_once(binary):
         for d in ("state", "lake"):
             shutil.rmtree(os.path.join(a.work, d), ignore_errors=True)
         start = time.monotonic()
-        proc = subprocess.Popen([a.binary, "run", "--once", "--config", config], cwd=a.work,
+        proc = subprocess.Popen([binary, "run", "--once", "--config", config], cwd=a.work,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         out = proc.stdout.read()
         _, status, ru = os.wait4(proc.pid, 0)
         wall = time.monotonic() - start
         if status != 0:
-            sys.exit(f"tidewater exited with status {status}")
+            sys.exit(f"{binary} exited with status {status}")
         summary = json.loads(out.decode().strip().splitlines()[-1])
+        if summary["rows_delivered"] != a.records:
+            sys.exit(f"{binary} delivered {summary['rows_delivered']} rows of {a.records}")
         cpu = ru.ru_utime + ru.ru_stime
         lake = sum(os.path.getsize(os.path.join(dp, fn)) for dp, _, fns in os.walk(os.path.join(a.work, "lake")) for fn in fns)
-        r = {
+        return {
             "wall_s": wall,
             "mb_per_s": size / 1e6 / wall,
             "records_per_s": summary["records"] / wall,
@@ -95,10 +98,27 @@ url = "file://lake"
             "rows_delivered": summary["rows_delivered"],
             "lake_mb": lake / 1e6,
         }
-        results.append(r)
-        print(f"run {run + 1}: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()), flush=True)
-    med = {k: statistics.median(r[k] for r in results) for k in results[0]}
-    print(json.dumps({"input_mb": round(size / 1e6, 1), "runs": a.runs, "median": {k: round(v, 2) for k, v in med.items()}}))
+
+    # With --baseline, the two binaries alternate run by run (the order
+    # flips every round), so both see the same moments of a noisy host.
+    binaries = [("binary", a.binary)]
+    if a.baseline:
+        binaries.append(("baseline", a.baseline))
+    results = {name: [] for name, _ in binaries}
+    for run in range(a.runs):
+        for name, binary in (binaries if run % 2 == 0 else binaries[::-1]):
+            r = run_once(binary)
+            results[name].append(r)
+            print(f"run {run + 1} {name}: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()), flush=True)
+    report = {"input_mb": round(size / 1e6, 1), "runs": a.runs}
+    for name, rs in results.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        report["median" if name == "binary" else "baseline_median"] = {k: round(v, 2) for k, v in med.items()}
+        report["max_peak_rss_mib" if name == "binary" else "baseline_max_peak_rss_mib"] = round(max(r["peak_rss_mib"] for r in rs), 1)
+    if a.baseline:
+        m, b = report["median"], report["baseline_median"]
+        report["ratio"] = {k: round(m[k] / b[k], 3) for k in ("mb_per_s", "cpu_s_per_gb", "peak_rss_mib", "lake_mb")}
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

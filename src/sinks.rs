@@ -15,13 +15,28 @@ use crate::schema::TableSchema;
 
 /// Columns of the bundled schema that are nearly unique per row: Parquet
 /// dictionaries only cost CPU there (measured in BENCHMARKS.md).
-const PLAIN_COLUMNS: &[&str] = &[
+pub const PLAIN_COLUMNS: &[&str] = &[
     "timestamp",
     "observed_timestamp",
     "message",
     "fields",
     "offset",
     "parse_error",
+];
+
+/// Columns of the bundled schema with a few values per batch: Parquet
+/// leaves them uncompressed (measured in BENCHMARKS.md, issue 16).
+pub const SMALL_COLUMNS: &[&str] = &[
+    "stream",
+    "level",
+    "namespace",
+    "pod",
+    "container",
+    "node",
+    "labels",
+    "annotations",
+    "source",
+    "file",
 ];
 
 /// A built sink and how many batches it takes at once.
@@ -101,6 +116,7 @@ impl Shared {
             schema: &self.arrow,
             bigquery_schema: &self.bigquery_schema,
             plain_columns: PLAIN_COLUMNS,
+            small_columns: SMALL_COLUMNS,
             base_dir,
             data_dir,
             buffer_limit: self.buffer_limit,

@@ -42,6 +42,10 @@ pub struct SinkContext<'a> {
     /// Columns that are nearly unique per row (messages, JSON bodies):
     /// dictionaries and min/max statistics only cost CPU there.
     pub plain_columns: &'a [&'a str],
+    /// Columns with a few values per batch (stream, level, the Pod's
+    /// names): their dictionary indices are a few bits per row, too little
+    /// for compression to pay.
+    pub small_columns: &'a [&'a str],
     /// Relative paths in the sink's keys are relative to this.
     pub base_dir: &'a Path,
     /// The process's data dir; a sink keeps its local state under

@@ -14,6 +14,9 @@ use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 
 const ID: &str = "\u{1}id\u{1}";
 
+/// What a missing value renders as.
+const UNKNOWN: &str = "unknown";
+
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Literal(String),
@@ -167,11 +170,15 @@ impl KeyTemplate {
                         .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>()),
                     matches!(part, Part::Date),
                 ),
-                Part::Column(name) => Value::Column(
-                    batch
-                        .column_by_name(name)
-                        .and_then(|c| c.as_string_opt::<i32>()),
-                ),
+                // A column without values renders the same on every row:
+                // nothing to compare.
+                Part::Column(name) => match batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_string_opt::<i32>())
+                {
+                    Some(s) if s.null_count() == s.len() => Value::Literal(UNKNOWN),
+                    s => Value::Column(s),
+                },
             })
             .collect()
     }
@@ -217,7 +224,7 @@ fn render_row(values: &[Value], row: usize, out: &mut String) {
                     (Some(t), false) => {
                         let _ = write!(out, "{}", t.format("%H"));
                     }
-                    (None, _) => out.push_str("unknown"),
+                    (None, _) => out.push_str(UNKNOWN),
                 }
             }
             Value::Column(s) => {
@@ -237,7 +244,7 @@ fn render_row(values: &[Value], row: usize, out: &mut String) {
 fn push_segment(value: &str, out: &mut String) {
     const MAX: usize = 80;
     if value.is_empty() || value == "." || value == ".." {
-        out.push_str("unknown");
+        out.push_str(UNKNOWN);
         return;
     }
     let mut cut = value.len().min(MAX);

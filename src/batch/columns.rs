@@ -5,8 +5,8 @@
 use std::borrow::Cow;
 
 use arrow::array::{
-    BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    new_null_array, ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder,
+    ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::DataType;
 
@@ -16,11 +16,104 @@ use crate::redact::Redactor;
 
 pub(super) enum Col {
     Ts(TimestampMicrosecondBuilder),
-    Str(StringBuilder),
+    Str(StrCol),
     Int(Int64Builder),
     Float(Float64Builder),
     Bool(BooleanBuilder),
     StrList(ListBuilder<StringBuilder>),
+}
+
+impl Col {
+    /// The rows appended, and the bytes of their text in a string column.
+    pub(super) fn size(&self) -> (usize, usize) {
+        match self {
+            Col::Ts(b) => (b.len(), 0),
+            // All NULL so far: nothing worth reserving.
+            Col::Str(b) if b.values.is_empty() => (0, 0),
+            Col::Str(b) => (b.len(), b.values.values_slice().len()),
+            Col::Int(b) => (b.len(), 0),
+            Col::Float(b) => (b.len(), 0),
+            Col::Bool(b) => (b.len(), 0),
+            Col::StrList(b) => (b.len(), 0),
+        }
+    }
+
+    /// The column's array; the builder starts empty again.
+    pub(super) fn finish(&mut self) -> ArrayRef {
+        match self {
+            Col::Ts(b) => ArrayBuilder::finish(b),
+            Col::Str(b) => b.finish(),
+            Col::Int(b) => ArrayBuilder::finish(b),
+            Col::Float(b) => ArrayBuilder::finish(b),
+            Col::Bool(b) => ArrayBuilder::finish(b),
+            Col::StrList(b) => ArrayBuilder::finish(b),
+        }
+    }
+
+    /// Give an empty builder room for `rows` rows (and `bytes` of text in
+    /// a string column), so that a batch like the last one is built
+    /// without growing and copying its buffers.
+    pub(super) fn reserve(&mut self, (rows, bytes): (usize, usize)) {
+        if self.size().0 != 0 || rows == 0 {
+            return;
+        }
+        match self {
+            Col::Ts(b) => {
+                *b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC")
+            }
+            Col::Str(b) => b.values = StringBuilder::with_capacity(rows, bytes),
+            Col::Int(b) => *b = Int64Builder::with_capacity(rows),
+            Col::Float(b) => *b = Float64Builder::with_capacity(rows),
+            Col::Bool(b) => *b = BooleanBuilder::with_capacity(rows),
+            // Flags are rare: the list stays small.
+            Col::StrList(_) => {}
+        }
+    }
+}
+
+/// A string column whose leading NULLs are only counted: a column that
+/// stays NULL for a whole batch (no Pod metadata, no parse error) costs a
+/// counter per row and becomes one null array.
+#[derive(Default)]
+pub(super) struct StrCol {
+    values: StringBuilder,
+    leading_nulls: usize,
+}
+
+impl StrCol {
+    pub(super) fn append_value(&mut self, value: impl AsRef<str>) {
+        if self.leading_nulls > 0 {
+            self.values.append_nulls(self.leading_nulls);
+            self.leading_nulls = 0;
+        }
+        self.values.append_value(value);
+    }
+
+    pub(super) fn append_null(&mut self) {
+        if self.values.is_empty() {
+            self.leading_nulls += 1;
+        } else {
+            self.values.append_null();
+        }
+    }
+
+    pub(super) fn append_option(&mut self, value: Option<&str>) {
+        match value {
+            Some(v) => self.append_value(v),
+            None => self.append_null(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.values.len() + self.leading_nulls
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match std::mem::take(&mut self.leading_nulls) {
+            0 => ArrayBuilder::finish(&mut self.values),
+            nulls => new_null_array(&DataType::Utf8, nulls),
+        }
+    }
 }
 
 /// The value of an extra column after conversion to its type.

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanArray, BooleanBuilder, Float64Builder, Int64Builder,
-    ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
@@ -43,7 +43,7 @@ mod columns;
 mod config;
 mod ids;
 
-use columns::{append_extra, convert, mask, Col, Converted};
+use columns::{append_extra, convert, mask, Col, Converted, StrCol};
 use ids::{batch_id, content_hash};
 
 pub use config::BatchConfig;
@@ -125,6 +125,10 @@ pub struct Builder {
     /// Per row, with a redactor: whether it was masked.
     redacted: Vec<bool>,
     limits: BatchConfig,
+    /// Per column: rows and text bytes of the last batch when it was full,
+    /// which the next batch reserves at its first row (a builder between
+    /// batches holds no buffers).
+    sizes: Vec<(usize, usize)>,
     rows: usize,
     bytes: u64,
     started: Option<Instant>,
@@ -211,7 +215,7 @@ impl Builder {
                 DataType::Timestamp(..) => {
                     Col::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
                 }
-                DataType::Utf8 => Col::Str(StringBuilder::new()),
+                DataType::Utf8 => Col::Str(StrCol::default()),
                 DataType::Int64 => Col::Int(Int64Builder::new()),
                 DataType::Float64 => Col::Float(Float64Builder::new()),
                 DataType::Boolean => Col::Bool(BooleanBuilder::new()),
@@ -247,6 +251,7 @@ impl Builder {
             redactor: None,
             redacted: Vec::new(),
             limits,
+            sizes: Vec::new(),
             rows: 0,
             bytes: 0,
             started: None,
@@ -336,6 +341,9 @@ impl Builder {
     /// Append one record read from `meta`'s file, observed at `observed_us`.
     pub fn append(&mut self, meta: &FileMeta, rec: &Record, observed_us: i64) {
         if self.rows == 0 {
+            for ((_, col), size) in self.columns.iter_mut().zip(&self.sizes) {
+                col.reserve(*size);
+            }
             self.start_batch();
         }
         let mut flags = rec.flags;
@@ -479,16 +487,27 @@ impl Builder {
         if self.is_empty() {
             return None;
         }
+        // A full batch is followed by another in a burst: the next one
+        // reserves its sizes. A batch cut short (by age, at a stop) may sit
+        // in a reservation far larger than its rows: it gives the slack
+        // back, since its memory size is what the budget charges.
+        let full = self.is_full();
+        if self.rows > 0 {
+            self.sizes.clear();
+            if full {
+                self.sizes
+                    .extend(self.columns.iter().map(|(_, col)| col.size()));
+            }
+        }
         let arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
-            .map(|(_, col)| match col {
-                Col::Ts(b) => ArrayBuilder::finish(b),
-                Col::Str(b) => ArrayBuilder::finish(b),
-                Col::Int(b) => ArrayBuilder::finish(b),
-                Col::Float(b) => ArrayBuilder::finish(b),
-                Col::Bool(b) => ArrayBuilder::finish(b),
-                Col::StrList(b) => ArrayBuilder::finish(b),
+            .map(|(_, col)| {
+                let mut array = col.finish();
+                if !full {
+                    array.shrink_to_fit();
+                }
+                array
             })
             .collect();
         let records = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
@@ -542,3 +561,6 @@ pub fn filter_per_row<T: Copy>(origins: &[T], keep: &BooleanArray) -> Vec<T> {
         .filter_map(|(o, k)| k.then_some(*o))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::fields::parse_time;
+pub use super::rfc3339::rfc3339_micros;
 use super::rules::{BodyRules, Known};
 
 /// A JSON scalar as found in a body; objects and arrays are `Other`.
@@ -40,10 +41,18 @@ pub struct Body<'a> {
     pub extras: Vec<Option<Scalar<'a>>>,
 }
 
-/// Parse a body that must be one JSON object.
-pub fn parse<'a>(text: &'a str, rules: &BodyRules) -> Result<Body<'a>, serde_json::Error> {
+/// Parse a body that must be one JSON object. `framed_time`: the line's
+/// framing (CRI, Docker) gave the record its time, so the body's time is
+/// read only when the rules make it replace that one or require it
+/// (`time_key`, `time_format`).
+pub fn parse<'a>(
+    text: &'a str,
+    rules: &BodyRules,
+    framed_time: bool,
+) -> Result<Body<'a>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let body = BodySeed { rules }.deserialize(&mut de)?;
+    let time = !framed_time || rules.time_required();
+    let body = BodySeed { rules, time }.deserialize(&mut de)?;
     de.end()?;
     Ok(body)
 }
@@ -93,15 +102,10 @@ fn numeric_level(n: i64) -> Cow<'static, str> {
     })
 }
 
-/// Parse an RFC 3339 timestamp to microseconds since the epoch.
-pub fn rfc3339_micros(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.timestamp_micros())
-}
-
 struct BodySeed<'r> {
     rules: &'r BodyRules,
+    /// Whether the body's time is wanted.
+    time: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
@@ -125,7 +129,11 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
         };
         let mut message_from_log = false;
         while let Some(CowStr(key)) = map.next_key()? {
-            let known = self.rules.classify(&key);
+            let known = match self.rules.classify(&key) {
+                // Not wanted: skipped like any other key.
+                Known::Time if !self.time => Known::None,
+                known => known,
+            };
             let extra = self.rules.extra_keys.iter().position(|k| *k == key);
             if known == Known::None && extra.is_none() {
                 map.next_value::<IgnoredAny>()?;
@@ -247,6 +255,7 @@ mod tests {
         let b = parse(
             r#"{"ts":"2026-11-22T03:00:00.002Z","level":"WARNING","msg":"slow \"db\"","status":503,"nested":{"a":[1,2]}}"#,
             &keys,
+            false,
         )
         .expect("valid body");
         assert_eq!(b.message.as_deref(), Some("slow \"db\""));
@@ -254,16 +263,25 @@ mod tests {
         assert_eq!(b.time_us, Some(1_795_316_400_002_000));
         assert_eq!(b.extras[0], Some(Scalar::Int(503)));
         assert_eq!(b.extras[1], Some(Scalar::Str("WARNING".into())));
+        // The framing's time wins under the default keys: the body's is not read.
+        let framed = parse(r#"{"ts":"2026-11-22T03:00:00.002Z","ts2":1}"#, &keys, true);
+        assert_eq!(framed.expect("valid").time_us, None);
     }
 
     #[test]
     fn message_beats_log_and_numbers_are_levels() {
-        let b = parse(r#"{"log":"a","message":"b","level":50}"#, &rules(&[])).expect("valid");
+        let b = parse(
+            r#"{"log":"a","message":"b","level":50}"#,
+            &rules(&[]),
+            false,
+        )
+        .expect("valid");
         assert_eq!(b.message.as_deref(), Some("b"));
         assert_eq!(b.level.as_deref(), Some("error"));
         let b = parse(
             r#"{"message":"b","log":"a","log.level":"crit"}"#,
             &rules(&[]),
+            false,
         )
         .expect("valid");
         assert_eq!(b.message.as_deref(), Some("b"));
@@ -273,9 +291,9 @@ mod tests {
     #[test]
     fn broken_json_is_an_error() {
         let r = rules(&[]);
-        assert!(parse(r#"{"level":"info","msg":"#, &r).is_err());
-        assert!(parse(r#"{"a":1} trailing"#, &r).is_err());
-        assert!(parse(r#"[1,2]"#, &r).is_err());
+        assert!(parse(r#"{"level":"info","msg":"#, &r, false).is_err());
+        assert!(parse(r#"{"a":1} trailing"#, &r, false).is_err());
+        assert!(parse(r#"[1,2]"#, &r, false).is_err());
     }
 
     #[test]
@@ -295,12 +313,13 @@ mod tests {
         let b = parse(
             r#"{"msg":"not this","text":"this","level":"info","sev":"E","when":"2000-10-10 20:55:36","time":"2001-01-01T00:00:00Z"}"#,
             &r,
+            true,
         )
         .expect("valid");
         assert_eq!(b.message.as_deref(), Some("this"));
         assert_eq!(b.level.as_deref(), Some("error"));
         assert_eq!(b.time_us, Some(971_211_336_000_000));
-        let b = parse(r#"{"when":"soon"}"#, &r).expect("valid");
+        let b = parse(r#"{"when":"soon"}"#, &r, true).expect("valid");
         assert!(b.time_invalid);
     }
 }

@@ -19,6 +19,7 @@ pub mod fields;
 mod format;
 mod kv;
 pub mod multiline;
+mod rfc3339;
 pub mod rules;
 
 use std::borrow::Cow;
@@ -483,7 +484,7 @@ impl FileParser {
             rec.parse_error = Some("not a JSON object".into());
             return;
         }
-        match body::parse(body, &self.rules) {
+        match body::parse(body, &self.rules, rec.timestamp_us.is_some()) {
             Ok(b) => {
                 rec.message = Some(b.message.unwrap_or(Cow::Borrowed(body)));
                 rec.level = b.level;
@@ -528,12 +529,19 @@ fn regex_fields<'k, 'a: 'k>(
 
 /// `<time> <stream> <tag> <body>`; the body may be empty.
 fn split_cri(text: &str) -> Option<(&str, &str, &str, &str)> {
-    let (ts, rest) = text.split_once(' ')?;
-    let (stream, rest) = rest.split_once(' ')?;
+    // memchr: splitting on a `char` pattern went through the generic
+    // searcher, 2 % of the end-to-end job.
+    fn split_space(s: &str) -> Option<(&str, &str)> {
+        let at = memchr::memchr(b' ', s.as_bytes())?;
+        // A space is one byte: both sides are on char boundaries.
+        Some((&s[..at], &s[at + 1..]))
+    }
+    let (ts, rest) = split_space(text)?;
+    let (stream, rest) = split_space(rest)?;
     if stream != "stdout" && stream != "stderr" {
         return None;
     }
-    let (tag, body) = rest.split_once(' ').unwrap_or((rest, ""));
+    let (tag, body) = split_space(rest).unwrap_or((rest, ""));
     if !(tag.starts_with('P') || tag.starts_with('F')) {
         return None;
     }

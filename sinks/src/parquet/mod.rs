@@ -30,18 +30,18 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::WriterProperties;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 
 mod config;
+mod encode;
 mod object;
 mod roll;
 
 pub use config::{ParquetSinkConfig, DEFAULT_PATH_TEMPLATE};
+pub use encode::{encode, writer_properties, Columns};
 
 use object::{upload, Body};
 use roll::Roller;
@@ -156,20 +156,12 @@ impl ParquetSink {
         template
             .check_schema(cx.schema)
             .map_err(|r| config_err("path_template", r))?;
-        let compression = match config.zstd_level {
-            0 => Compression::UNCOMPRESSED,
-            level => Compression::ZSTD(
-                ZstdLevel::try_new(level).map_err(|e| config_err("zstd_level", e.to_string()))?,
-            ),
+        let columns = Columns {
+            plain: cx.plain_columns,
+            small: cx.small_columns,
         };
-        let mut props = WriterProperties::builder()
-            .set_compression(compression)
-            .set_max_row_group_row_count(Some(1 << 20));
-        for column in cx.plain_columns {
-            props = props
-                .set_column_dictionary_enabled((*column).into(), false)
-                .set_column_statistics_enabled((*column).into(), EnabledStatistics::None);
-        }
+        let props = writer_properties(config.zstd_level, cx.schema, &columns)
+            .map_err(|e| config_err("zstd_level", e.to_string()))?;
         let location = store::open(name, &config.url, &config.store_options(), cx.base_dir)?;
         let part_size = config.part_bytes();
         let target = Arc::new(Target {
@@ -177,7 +169,7 @@ impl ParquetSink {
             location,
             template,
             schema: Arc::clone(cx.schema),
-            props: props.build(),
+            props,
             part_size,
             buffers: Buffers::within(cx.buffer_limit, part_size),
             health: HealthState::default(),
@@ -250,12 +242,14 @@ impl ParquetSink {
 
     /// One object per key of the batch, each complete before returning.
     async fn write_objects(&self, batch: &SinkBatch) -> Result<(), SinkError> {
-        let parts = self.target.template.partition(&batch.records, &batch.id);
-        let records = batch.records.clone();
+        let (records, id) = (batch.records.clone(), batch.id.clone());
         let target = Arc::clone(&self.target);
-        // Encoding is CPU work: keep it off the async threads.
+        // Grouping by key and encoding are CPU work: keep them off the
+        // async threads.
         let encoded = tokio::task::spawn_blocking(move || {
-            parts
+            target
+                .template
+                .partition(&records, &id)
                 .into_iter()
                 .map(|(key, rows)| Ok((key, encode(&select(&records, rows)?, &target.props)?)))
                 .collect::<Result<Vec<_>, SinkError>>()
@@ -383,13 +377,6 @@ fn select(records: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch, SinkErro
         return Ok(records.clone());
     }
     take_record_batch(records, &UInt32Array::from(rows)).map_err(|e| SinkError::Encode(e.into()))
-}
-
-/// One in-memory Parquet file.
-fn encode(part: &RecordBatch, props: &WriterProperties) -> Result<Vec<u8>, SinkError> {
-    let mut writer = ArrowWriter::try_new(Vec::new(), part.schema(), Some(props.clone()))?;
-    writer.write(part)?;
-    Ok(writer.into_inner()?)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Rolling: batches appended to local staging files (one per key),
 //! uploaded as one object when a file reaches its size or age.
 
+use parquet::arrow::ArrowWriter;
+
 use super::*;
 
 /// The open staging files of a rolling sink, and the uploads of completed ones.
