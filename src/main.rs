@@ -107,7 +107,7 @@ enum SchemaFormat {
 const CONFIG_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    tune_malloc();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     // object_store, reqwest and lapin each bring rustls; with more than one
@@ -363,23 +363,35 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// glibc's malloc gives each thread that allocates at once an arena of its
-/// own (up to eight per core), and memory freed in one arena is not reused
-/// by another: with the reader, the runtime and the encoders each filling
-/// one, peak RSS carried 20–30 MiB of such slack (BENCHMARKS.md, issue 16).
-/// Two arenas cost no measurable speed. An operator's own
-/// `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES=glibc.malloc.arena_max=…`) wins.
+/// glibc's malloc, tuned for a pipeline of a few threads passing
+/// batch-sized buffers to each other (BENCHMARKS.md, issue 16):
+/// - one arena: by default each thread that allocates at once gets an arena
+///   of its own (up to eight per core), and memory freed into one is not
+///   reused by another, so peak RSS carried their slack;
+/// - a fixed 1 MiB mmap threshold: blocks this large (a batch's text
+///   buffers, encoded pages) are mapped and unmapped, so they go back to
+///   the kernel when freed. glibc's default raises the threshold to the
+///   largest block freed, after which such blocks stay in the heap.
+///
+/// Together: 45-56 MiB instead of 55-70 MiB peak RSS on the end-to-end
+/// job, at the same speed. An operator's own `MALLOC_ARENA_MAX`,
+/// `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` setting wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
+fn tune_malloc() {
     let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tunables.contains("arena_max") {
-        // SAFETY: mallopt only sets a malloc tunable; it is called before
-        // any other thread exists.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+    let unset =
+        |var: &str, tunable: &str| std::env::var_os(var).is_none() && !tunables.contains(tunable);
+    // SAFETY: mallopt only sets malloc tunables; it is called before any
+    // other thread exists.
+    unsafe {
+        if unset("MALLOC_ARENA_MAX", "arena_max") {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+        if unset("MALLOC_MMAP_THRESHOLD_", "mmap_threshold") {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+fn tune_malloc() {}

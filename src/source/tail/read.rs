@@ -32,12 +32,17 @@ impl Tail {
     fn read_block(&mut self, i: usize) -> io::Result<usize> {
         let t = &mut self.files[i];
         let max_line = self.config.max_line_bytes as usize;
-        self.buf.clear();
-        self.buf.extend_from_slice(&t.leftover);
+        // The buffer keeps its length between blocks: it is zeroed only
+        // when it grows, and `end` marks what this block filled.
         let kept = t.leftover.len();
-        self.buf.resize(kept + READ_BYTES, 0);
-        let n = t.file.read_at(&mut self.buf[kept..], t.read_pos)?;
-        self.buf.truncate(kept + n);
+        if self.buf.len() < kept + READ_BYTES {
+            self.buf.resize(kept + READ_BYTES, 0);
+        }
+        self.buf[..kept].copy_from_slice(&t.leftover);
+        let n = t
+            .file
+            .read_at(&mut self.buf[kept..kept + READ_BYTES], t.read_pos)?;
+        let end = kept + n;
         if n == 0 {
             return Ok(0);
         }
@@ -58,7 +63,7 @@ impl Tail {
         let observed = now_micros();
         let mut pos = 0;
         let mut lines = 0u64;
-        while let Some(nl) = memchr::memchr(b'\n', &self.buf[pos..]) {
+        while let Some(nl) = memchr::memchr(b'\n', &self.buf[pos..end]) {
             let line_start = base + pos as u64;
             let line = &self.buf[pos..pos + nl];
             pos += nl + 1;
@@ -96,7 +101,7 @@ impl Tail {
             .stats
             .multiline_joined
             .inc_by(t.parser.take_joined_lines());
-        let rest = &self.buf[pos..];
+        let rest = &self.buf[pos..end];
         if t.discard_from.is_some() {
             // Still inside an over-long line: its bytes are skipped.
         } else if rest.len() > max_line {
