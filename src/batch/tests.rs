@@ -16,14 +16,18 @@ fn builder(max_rows: usize) -> Builder {
     Builder::new(&schema, &[], limits).expect("builder")
 }
 
-fn append(b: &mut Builder, rows: usize, text: &str) {
-    let meta = FileMeta {
+fn meta() -> FileMeta {
+    FileMeta {
         source: "app".into(),
         path: "app.log".into(),
         k8s: K8sMeta::default(),
         fingerprint: 1,
         inode_key: 1,
-    };
+    }
+}
+
+fn append(b: &mut Builder, rows: usize, text: &str) {
+    let meta = meta();
     for offset in 0..rows as u64 {
         let rec = Record {
             message: Some(Cow::Borrowed(text)),
@@ -76,14 +80,7 @@ fn a_column_null_on_every_row_is_one_null_array() {
         offset: 9,
         ..Record::default()
     };
-    let meta = FileMeta {
-        source: "app".into(),
-        path: "app.log".into(),
-        k8s: K8sMeta::default(),
-        fingerprint: 1,
-        inode_key: 1,
-    };
-    b.append(&meta, &rec, 0);
+    b.append(&meta(), &rec, 0);
     append(&mut b, 1, "b");
     let batch = b.finish().expect("a batch").records;
     let errors = column(&batch, "parse_error");
