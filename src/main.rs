@@ -373,8 +373,10 @@ fn init_logging(format: LogFormat) {
 ///   the kernel when freed. glibc's default raises the threshold to the
 ///   largest block freed, after which such blocks stay in the heap.
 ///
-/// Together: 45-56 MiB instead of 55-70 MiB peak RSS on the end-to-end
-/// job, at the same speed. An operator's own `MALLOC_ARENA_MAX`,
+/// Together: 47-57 MiB instead of 77-91 MiB peak RSS on the end-to-end
+/// job. The price is page faults on those large blocks, for every batch:
+/// BENCHMARKS.md gives the CPU a larger threshold saves, for an operator
+/// who would rather pay memory. An operator's own `MALLOC_ARENA_MAX`,
 /// `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` setting wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_malloc() {
