@@ -311,6 +311,26 @@ mod tests {
     }
 
     #[test]
+    fn a_column_null_on_every_row_renders_as_a_null_row_does() {
+        let t = KeyTemplate::parse("dt={dt}/{namespace}/{id}.parquet").expect("ok");
+        // The mixed batch's NULL row, rendered row by row.
+        let mixed = t.partition(&batch(), "m");
+        assert_eq!(mixed[2].0, "dt=2026-11-22/unknown/m-2.parquet");
+        let all_null = RecordBatch::try_new(
+            batch().schema(),
+            vec![
+                Arc::clone(batch().column(0)),
+                Arc::new(StringArray::from(vec![None::<&str>; 3])),
+            ],
+        )
+        .expect("valid batch");
+        assert_eq!(
+            t.partition(&all_null, "x"),
+            vec![("dt=2026-11-22/unknown/x.parquet".to_string(), vec![0, 1, 2])]
+        );
+    }
+
+    #[test]
     fn one_group_keeps_the_plain_id() {
         let t = KeyTemplate::parse("dt={dt}/{id}.parquet").expect("ok");
         let parts = t.partition(&batch(), "x");

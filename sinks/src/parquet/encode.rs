@@ -60,3 +60,68 @@ pub fn encode(part: &RecordBatch, props: &WriterProperties) -> Result<Vec<u8>, S
     writer.write(part)?;
     Ok(writer.into_inner()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, TimeUnit};
+    use bytes::Bytes;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+
+    #[test]
+    fn columns_get_their_encoding_and_compression() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("stream", DataType::Utf8, true),
+            Field::new("message", DataType::Utf8, true),
+        ]));
+        let rows = 1000;
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values((0..rows).map(|i| i * 1000))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from_iter_values((0..rows).map(|_| "stdout"))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("request {i} served")),
+                )),
+            ],
+        )
+        .expect("valid batch");
+        let columns = Columns {
+            plain: &["timestamp", "message"],
+            small: &["stream"],
+        };
+        let props = writer_properties(1, &schema, &columns).expect("level 1");
+        let file = encode(&batch, &props).expect("encodes");
+        let reader = SerializedFileReader::new(Bytes::from(file)).expect("a Parquet file");
+        let group = reader.metadata().row_group(0);
+        assert_eq!(group.num_rows(), rows);
+        let column = |name: &str| {
+            (0..group.num_columns())
+                .map(|i| group.column(i))
+                .find(|c| c.column_path().string() == name)
+                .expect("the column")
+        };
+        let ts = column("timestamp");
+        assert!(ts.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
+        assert!(matches!(ts.compression(), Compression::ZSTD(_)));
+        let stream = column("stream");
+        assert_eq!(stream.compression(), Compression::UNCOMPRESSED);
+        assert!(stream.dictionary_page_offset().is_some());
+        let message = column("message");
+        assert!(matches!(message.compression(), Compression::ZSTD(_)));
+        assert!(message.dictionary_page_offset().is_none());
+        assert!(message.statistics().is_none());
+    }
+}
