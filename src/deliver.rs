@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use arrow::record_batch::RecordBatch;
 use tidewater_sinks::{Backoff, Delivery, RejectedRow, Sink, SinkBatch};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -47,6 +48,15 @@ pub struct Dispatched {
     /// This sink's own copy of the rows, when its `when` kept only some
     /// ([`crate::memory::MemoryBudget::charge`]).
     pub copy: Option<Reservation>,
+}
+
+impl Drop for Dispatched {
+    /// The last sink done with the rows hands their text buffers to the
+    /// next batch's builder ([`crate::recycle`]).
+    fn drop(&mut self) {
+        let empty = RecordBatch::new_empty(self.batch.records.schema());
+        crate::recycle::give(std::mem::replace(&mut self.batch.records, empty));
+    }
 }
 
 /// The queue a sink's workers share.

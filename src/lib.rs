@@ -29,6 +29,7 @@ pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod pod;
+pub mod recycle;
 pub mod redact;
 pub mod route;
 pub mod schema;

@@ -8,6 +8,7 @@ use arrow::array::{
     new_null_array, ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder,
     ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
+use arrow::buffer::MutableBuffer;
 use arrow::datatypes::DataType;
 
 use crate::parse::body::{rfc3339_micros, Scalar};
@@ -61,13 +62,31 @@ impl Col {
             Col::Ts(b) => {
                 *b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC")
             }
-            Col::Str(b) => b.values = StringBuilder::with_capacity(rows, bytes),
+            Col::Str(b) => b.values = string_builder(rows, bytes),
             Col::Int(b) => *b = Int64Builder::with_capacity(rows),
             Col::Float(b) => *b = Float64Builder::with_capacity(rows),
             Col::Bool(b) => *b = BooleanBuilder::with_capacity(rows),
             // Flags are rare: the list stays small.
             Col::StrList(_) => {}
         }
+    }
+}
+
+/// An empty string builder with room for `rows` and `bytes` of text, in a
+/// recycled buffer when there is one ([`crate::recycle`]).
+fn string_builder(rows: usize, bytes: usize) -> StringBuilder {
+    let Some(values) = crate::recycle::take(bytes) else {
+        return StringBuilder::with_capacity(rows, bytes);
+    };
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(0i32);
+    // SAFETY: a single zero offset and no text are a valid empty array.
+    unsafe {
+        StringBuilder::new_from_buffer(
+            MutableBuffer::from(offsets),
+            MutableBuffer::from(values),
+            None,
+        )
     }
 }
 

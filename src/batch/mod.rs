@@ -497,6 +497,10 @@ impl Builder {
             if full {
                 self.sizes
                     .extend(self.columns.iter().map(|(_, col)| col.size()));
+                crate::recycle::want();
+            } else {
+                // The burst is over: no batch will ask for recycled buffers.
+                crate::recycle::clear();
             }
         }
         let arrays: Vec<ArrayRef> = self

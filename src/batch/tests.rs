@@ -87,3 +87,31 @@ fn a_column_null_on_every_row_is_one_null_array() {
     let values: Vec<Option<&str>> = errors.iter().collect();
     assert_eq!(values, [None, None, Some("bad"), None]);
 }
+
+#[test]
+fn a_batch_built_in_a_recycled_buffer_holds_exactly_its_rows() {
+    let mut b = builder(2000);
+    append(&mut b, 2000, &"a".repeat(1000));
+    let first = b.finish().expect("a batch").records;
+    crate::recycle::give(first);
+    // The next full batch reserves the first one's sizes, in its freed
+    // text buffer when no other test took it (the pool is process-wide).
+    let row = |i: usize| format!("{i:04}{}", "b".repeat(996));
+    let meta = meta();
+    for i in 0..2000 {
+        let text = row(i);
+        let rec = Record {
+            message: Some(Cow::Borrowed(&text)),
+            fields: Some(Cow::Borrowed(&text)),
+            offset: i as u64,
+            ..Record::default()
+        };
+        b.append(&meta, &rec, 0);
+    }
+    let second = b.finish().expect("a batch").records;
+    for name in ["message", "fields"] {
+        let values = column(&second, name);
+        assert_eq!((values.len(), values.null_count()), (2000, 0));
+        assert!((0..2000).all(|i| values.value(i) == row(i)), "{name}");
+    }
+}

@@ -1,0 +1,182 @@
+//! Text buffers of delivered batches, handed to the next batch's builder.
+//!
+//! A batch's `fields` and `message` text takes megabytes, and the builder
+//! of the next batch in a burst asks for the same sizes again
+//! (`batch::Builder` reserves the last full batch's sizes). glibc serves
+//! blocks that large with fresh mappings (the 1 MiB mmap threshold that
+//! `main` sets for the memory target), which the kernel zeroes and faults
+//! in page by page on the reader thread, the pipeline's critical path.
+//! Reusing the freed buffers skips that (measured in BENCHMARKS.md,
+//! issue 16).
+//!
+//! **Memory.** The pool is bounded: only buffers of at least [`MIN_BYTES`],
+//! at most [`MAX_BUFFERS`] of them and [`MAX_BYTES`] in all. It keeps
+//! buffers only in a burst: from a full batch ([`want`]) until a builder
+//! finishes one that was not full ([`clear`]), so a sidecar at rest holds
+//! none. Pooled buffers are not charged to the memory budget: they are at
+//! most [`MAX_BYTES`].
+
+use std::sync::Mutex;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+
+/// The mmap threshold `main` sets: smaller buffers come from malloc's heap,
+/// which reuses freed memory without faulting it in again.
+pub const MIN_BYTES: usize = 1 << 20;
+/// The next batch's `fields` text (its `message` text is usually smaller
+/// than [`MIN_BYTES`]); each buffer held here is memory the process keeps.
+pub const MAX_BUFFERS: usize = 1;
+/// One of the largest batches' text (`max_bytes` is 8 MiB by default).
+pub const MAX_BYTES: usize = 8 << 20;
+
+/// The pooled buffers; the process has one ([`want`], [`clear`], [`give`],
+/// [`take`]).
+#[derive(Default)]
+struct Pool {
+    /// In a burst: a builder will ask for buffers.
+    wanted: bool,
+    buffers: Vec<Vec<u8>>,
+}
+
+impl Pool {
+    fn clear(&mut self) {
+        self.wanted = false;
+        self.buffers.clear();
+    }
+
+    fn keep(&mut self, values: Vec<u8>) {
+        let held: usize = self.buffers.iter().map(Vec::capacity).sum();
+        let room = self.buffers.len() < MAX_BUFFERS && held + values.capacity() <= MAX_BYTES;
+        if self.wanted && room {
+            self.buffers.push(values);
+        }
+    }
+
+    fn take(&mut self, bytes: usize) -> Option<Vec<u8>> {
+        if bytes < MIN_BYTES {
+            return None;
+        }
+        let (i, _) = self
+            .buffers
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= bytes)
+            .min_by_key(|(_, b)| b.capacity())?;
+        Some(self.buffers.swap_remove(i))
+    }
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    wanted: false,
+    buffers: Vec::new(),
+});
+
+fn pool() -> std::sync::MutexGuard<'static, Pool> {
+    // The pool holds only empty buffers: one a panic left behind is as good.
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A builder finished a full batch: keep the buffers of delivered ones.
+pub fn want() {
+    pool().wanted = true;
+}
+
+/// The burst is over: free every pooled buffer and keep none until [`want`].
+pub fn clear() {
+    pool().clear();
+}
+
+/// Keep the string columns' text buffers of `records` for later batches,
+/// where no one else holds them (another sink's copy of the rows, a slice).
+pub fn give(records: RecordBatch) {
+    for values in text_buffers(records) {
+        pool().keep(values);
+    }
+}
+
+/// An empty buffer with room for at least `bytes`, if one is pooled (the
+/// smallest such).
+pub fn take(bytes: usize) -> Option<Vec<u8>> {
+    pool().take(bytes)
+}
+
+/// The text buffers of `records`' string columns that are large enough to
+/// pool and that no one else holds, emptied.
+fn text_buffers(records: RecordBatch) -> Vec<Vec<u8>> {
+    let (_, columns, _) = records.into_parts();
+    let mut buffers = Vec::new();
+    for column in columns {
+        if *column.data_type() != DataType::Utf8 || column.get_buffer_memory_size() < MIN_BYTES {
+            continue;
+        }
+        let strings = column.as_string::<i32>().clone();
+        drop(column);
+        let (_, values, _) = strings.into_parts();
+        if values.capacity() < MIN_BYTES {
+            continue;
+        }
+        if let Ok(mut values) = values.into_vec::<u8>() {
+            values.clear();
+            buffers.push(values);
+        }
+    }
+    buffers
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+
+    use super::*;
+
+    fn batch(text_bytes: usize) -> RecordBatch {
+        let row = "x".repeat(1000);
+        let rows = text_bytes / row.len();
+        let text: ArrayRef = Arc::new(StringArray::from_iter_values((0..rows).map(|_| &row)));
+        let numbers: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
+        RecordBatch::try_from_iter([("text", text), ("n", numbers)]).expect("valid batch")
+    }
+
+    fn give(pool: &mut Pool, records: RecordBatch) {
+        for values in text_buffers(records) {
+            pool.keep(values);
+        }
+    }
+
+    #[test]
+    fn buffers_are_reused_only_in_a_burst_when_unshared_and_the_pool_is_bounded() {
+        let mut pool = Pool::default();
+        give(&mut pool, batch(2 << 20));
+        assert!(pool.take(MIN_BYTES).is_none(), "no burst: nothing is kept");
+
+        pool.wanted = true;
+        let b = batch(2 << 20);
+        let shared = b.clone();
+        give(&mut pool, b);
+        assert!(
+            pool.take(MIN_BYTES).is_none(),
+            "a buffer someone else holds is not pooled"
+        );
+        drop(shared);
+
+        give(&mut pool, batch(2 << 20));
+        let reused = pool.take(1_900_000).expect("the freed text buffer");
+        assert!(reused.is_empty() && reused.capacity() >= 1_900_000);
+        assert!(pool.take(MIN_BYTES).is_none(), "taken once");
+
+        give(&mut pool, batch(512 << 10));
+        assert!(pool.buffers.is_empty(), "small buffers are left to malloc");
+
+        for _ in 0..MAX_BUFFERS + 2 {
+            give(&mut pool, batch(2 << 20));
+        }
+        assert_eq!(pool.buffers.len(), MAX_BUFFERS);
+        assert!(pool.take(3 << 20).is_none(), "none is large enough");
+        pool.clear();
+        give(&mut pool, batch(2 << 20));
+        assert!(pool.take(MIN_BYTES).is_none(), "the burst is over");
+    }
+}
