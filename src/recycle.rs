@@ -128,14 +128,20 @@ fn text_buffers(records: RecordBatch) -> Vec<Vec<u8>> {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use arrow::array::{ArrayRef, Int64Array, StringBuilder};
 
     use super::*;
 
+    /// A batch whose text column is built as `batch::Builder` builds it
+    /// (arrow's `StringBuilder`, whose buffers are plain `Vec`s).
     fn batch(text_bytes: usize) -> RecordBatch {
         let row = "x".repeat(1000);
         let rows = text_bytes / row.len();
-        let text: ArrayRef = Arc::new(StringArray::from_iter_values((0..rows).map(|_| &row)));
+        let mut builder = StringBuilder::with_capacity(rows, text_bytes);
+        for _ in 0..rows {
+            builder.append_value(&row);
+        }
+        let text: ArrayRef = Arc::new(builder.finish());
         let numbers: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
         RecordBatch::try_from_iter([("text", text), ("n", numbers)]).expect("valid batch")
     }
