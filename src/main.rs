@@ -374,7 +374,9 @@ fn init_logging(format: LogFormat) {
 ///   largest block freed, after which such blocks stay in the heap.
 ///
 /// Together: 47-57 MiB instead of 77-91 MiB peak RSS on the end-to-end
-/// job. The price is page faults on those large blocks, for every batch:
+/// job. The price is page faults on those large blocks, which
+/// `tidewater::recycle` avoids for the largest (a batch's text) and the
+/// Parquet sink's 256 KiB pages avoid for its page buffers;
 /// BENCHMARKS.md gives the CPU a larger threshold saves, for an operator
 /// who would rather pay memory. An operator's own `MALLOC_ARENA_MAX`,
 /// `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` setting wins.
@@ -390,7 +392,9 @@ fn tune_malloc() {
             libc::mallopt(libc::M_ARENA_MAX, 1);
         }
         if unset("MALLOC_MMAP_THRESHOLD_", "mmap_threshold") {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            // The pool recycles exactly the blocks this threshold maps.
+            let threshold = tidewater::recycle::MIN_BYTES as libc::c_int;
+            libc::mallopt(libc::M_MMAP_THRESHOLD, threshold);
         }
     }
 }

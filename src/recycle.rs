@@ -21,8 +21,8 @@ use std::sync::Mutex;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 
-/// The mmap threshold `main` sets: smaller buffers come from malloc's heap,
-/// which reuses freed memory without faulting it in again.
+/// Also the mmap threshold `main` sets (1 MiB): smaller buffers come from
+/// malloc's heap, which reuses freed memory without faulting it in again.
 pub const MIN_BYTES: usize = 1 << 20;
 /// The next batch's `fields` text (its `message` text is usually smaller
 /// than [`MIN_BYTES`]); each buffer held here is memory the process keeps.
@@ -90,6 +90,9 @@ pub fn clear() {
 /// Keep the string columns' text buffers of `records` for later batches,
 /// where no one else holds them (another sink's copy of the rows, a slice).
 pub fn give(records: RecordBatch) {
+    if !pool().wanted {
+        return;
+    }
     for values in text_buffers(records) {
         pool().keep(values);
     }
