@@ -267,6 +267,24 @@ impl Pipeline {
             Ok(())
         });
 
+        // At rest after a burst, give malloc's free memory back to the
+        // kernel (a sidecar spends most of its life at rest).
+        let resting = stopping.clone();
+        critical.spawn("memory release at rest", async move {
+            let mut rest = crate::recycle::AtRest::default();
+            let mut tick = tokio::time::interval(crate::recycle::REST_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = resting.cancelled() => return Ok(()),
+                    _ = tick.tick() => {}
+                }
+                if rest.check() {
+                    tokio::task::spawn_blocking(crate::recycle::release_free_memory).await?;
+                }
+            }
+        });
+
         // Checkpoint writer: every `checkpoint_interval` until the end.
         let checkpoint_writer = critical.spawn(
             "checkpoint writer",

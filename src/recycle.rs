@@ -15,8 +15,17 @@
 //! finishes one that was not full ([`clear`]), so a sidecar at rest holds
 //! none. Pooled buffers are not charged to the memory budget: they are at
 //! most [`MAX_BYTES`].
+//!
+//! **At rest**, malloc's heap still holds what a burst freed: after the
+//! end-to-end job, 30 MB of heap with 7 MB in use, since glibc returns to
+//! the kernel only free memory at the top of the heap. [`AtRest`] tells
+//! when a pipeline that delivered batches has stopped delivering them;
+//! the pipeline then gives the heap's free pages back
+//! ([`release_free_memory`]), once per rest.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
@@ -89,7 +98,9 @@ pub fn clear() {
 
 /// Keep the string columns' text buffers of `records` for later batches,
 /// where no one else holds them (another sink's copy of the rows, a slice).
+/// Called once per delivered batch: [`AtRest`] counts these calls.
 pub fn give(records: RecordBatch) {
+    DELIVERED.fetch_add(1, Ordering::Relaxed);
     if !pool().wanted {
         return;
     }
@@ -102,6 +113,52 @@ pub fn give(records: RecordBatch) {
 /// smallest such).
 pub fn take(bytes: usize) -> Option<Vec<u8>> {
     pool().take(bytes)
+}
+
+/// Batches delivered so far ([`give`]).
+static DELIVERED: AtomicU64 = AtomicU64::new(0);
+
+/// How often the pipeline asks [`AtRest::check`]: a pipeline at rest for
+/// this long gives its free memory back.
+pub const REST_CHECK: Duration = Duration::from_secs(5);
+
+/// Tells when the pipeline has come to rest after delivering batches.
+#[derive(Debug, Default)]
+pub struct AtRest {
+    /// Deliveries counted at the previous check.
+    seen: u64,
+    /// Deliveries counted when the memory was last released.
+    released: u64,
+}
+
+impl AtRest {
+    /// Called every [`REST_CHECK`]: true once when no batch was delivered
+    /// since the previous check but some were since the last release.
+    pub fn check(&mut self) -> bool {
+        self.check_at(DELIVERED.load(Ordering::Relaxed))
+    }
+
+    fn check_at(&mut self, delivered: u64) -> bool {
+        let resting = delivered == self.seen;
+        self.seen = delivered;
+        if resting && delivered != self.released {
+            self.released = delivered;
+            return true;
+        }
+        false
+    }
+}
+
+/// Give the memory malloc holds unused back to the kernel (glibc's
+/// `malloc_trim`; nothing with another libc). It walks the whole heap and
+/// holds malloc's lock meanwhile: call it at rest ([`AtRest`]), on a
+/// blocking thread, never per batch.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory malloc holds unused.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The text buffers of `records`' string columns that are large enough to
@@ -187,5 +244,18 @@ mod tests {
         pool.clear();
         give(&mut pool, batch(2 << 20));
         assert!(pool.take(MIN_BYTES).is_none(), "the burst is over");
+    }
+
+    #[test]
+    fn memory_is_released_once_per_rest_after_deliveries() {
+        let mut rest = AtRest::default();
+        assert!(!rest.check_at(0), "nothing delivered yet");
+        assert!(!rest.check_at(3), "delivering");
+        assert!(!rest.check_at(7), "still delivering");
+        assert!(rest.check_at(7), "at rest after deliveries");
+        assert!(!rest.check_at(7), "released once per rest");
+        assert!(!rest.check_at(7));
+        assert!(!rest.check_at(8), "delivering again");
+        assert!(rest.check_at(8), "at rest again");
     }
 }
