@@ -15,7 +15,11 @@ prints ONE JSON object on stdout:
                             object with an integer "seq", are skipped)
    "columns": [...],        column names of the first file (sorted by path)
    "flags": {flag: count},  how many rows carry each value of `flags`
-   "parse_errors": N}       rows whose `parse_error` is not null
+   "parse_errors": N,       rows whose `parse_error` is not null
+   "time_ranged": N}        files whose every row group carries the min/max of
+                            its `timestamp` column in its statistics, equal to
+                            the values read (what lets a query on a time
+                            range skip the file)
 
 The integration tests (tests/it) compare this with what they read through the
 Rust parquet crate, so a file only one reader understands is caught.
@@ -24,7 +28,28 @@ import json
 import pathlib
 import sys
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+
+def time_ranged(path: pathlib.Path) -> bool:
+    """Every row group's `timestamp` statistics hold its true min and max."""
+    meta = pq.ParquetFile(path).metadata
+    names = [meta.schema.column(j).name for j in range(meta.num_columns)]
+    if "timestamp" not in names:
+        return False
+    j = names.index("timestamp")
+    pf = pq.ParquetFile(path)
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(j).statistics
+        if stats is None or not stats.has_min_max:
+            return False
+        values = pf.read_row_group(i, columns=["timestamp"]).column(0).cast(pa.int64())
+        bounds = pc.min_max(values)
+        if (stats.min_raw, stats.max_raw) != (bounds["min"].as_py(), bounds["max"].as_py()):
+            return False
+    return True
 
 
 def summarise(lake: pathlib.Path) -> dict:
@@ -34,7 +59,9 @@ def summarise(lake: pathlib.Path) -> dict:
     columns = None
     flags = {}
     parse_errors = 0
+    ranged = 0
     for path in files:
+        ranged += time_ranged(path)
         table = pq.read_table(path, partitioning=None)
         if columns is None:
             columns = table.column_names
@@ -63,6 +90,7 @@ def summarise(lake: pathlib.Path) -> dict:
         "columns": columns or [],
         "flags": flags,
         "parse_errors": parse_errors,
+        "time_ranged": ranged,
     }
 
 

@@ -388,6 +388,10 @@ fn check_with_pyarrow(sandbox: &Sandbox, lake: &Lake, corpora: &[&Corpus]) {
     }
     assert_eq!(py.parse_errors, 0, "pyarrow sees parse errors");
     assert_eq!(
+        py.time_ranged, py.files,
+        "pyarrow finds files without the true min/max of `timestamp` in their statistics"
+    );
+    assert_eq!(
         py.flags,
         lake.flag_counts(),
         "pyarrow and parquet-rs see different flags"

@@ -1028,6 +1028,8 @@ pub struct PyLake {
     pub columns: Vec<String>,
     pub flags: BTreeMap<String, u64>,
     pub parse_errors: u64,
+    /// Files whose row groups all carry the true min/max of `timestamp`.
+    pub time_ranged: u64,
 }
 
 /// Runs `tests/read_parquet.py` with `$TIDEWATER_TEST_PYTHON` on `lake`.
@@ -1084,6 +1086,7 @@ pub fn read_lake_with_pyarrow(lake: &Path) -> PyLake {
             .collect(),
         flags,
         parse_errors: num("parse_errors"),
+        time_ranged: num("time_ranged"),
     }
 }
 

@@ -21,8 +21,11 @@ pub const DATA_PAGE_BYTES: usize = 256 << 10;
 /// How the schema's columns are encoded, by name (see `SinkContext`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Columns<'a> {
-    /// Nearly unique per row: no dictionary, no statistics; integers and
-    /// times among them (offsets, timestamps: increasing) are delta-encoded.
+    /// Nearly unique per row: no dictionary. Text among them gets no
+    /// statistics (comparing every value costs CPU and prunes nothing);
+    /// integers and times (offsets, timestamps: increasing) are
+    /// delta-encoded and keep their min/max per page and row group, so that
+    /// a query on a time range skips the files and pages outside it.
     pub plain: &'a [&'a str],
     /// A few values per batch: dictionary-encoded and not compressed.
     pub small: &'a [&'a str],
@@ -46,15 +49,15 @@ pub fn writer_properties(
         .set_data_page_size_limit(DATA_PAGE_BYTES);
     for name in columns.plain {
         let column = (*name).to_string();
-        props = props
-            .set_column_dictionary_enabled(column.clone().into(), false)
-            .set_column_statistics_enabled(column.clone().into(), EnabledStatistics::None);
+        props = props.set_column_dictionary_enabled(column.clone().into(), false);
         let integer = schema
             .field_with_name(name)
             .is_ok_and(|f| matches!(f.data_type(), DataType::Int64 | DataType::Timestamp(..)));
-        if integer {
-            props = props.set_column_encoding(column.into(), Encoding::DELTA_BINARY_PACKED);
-        }
+        props = if integer {
+            props.set_column_encoding(column.into(), Encoding::DELTA_BINARY_PACKED)
+        } else {
+            props.set_column_statistics_enabled(column.into(), EnabledStatistics::None)
+        };
     }
     for name in columns.small {
         props = props.set_column_compression((*name).into(), Compression::UNCOMPRESSED);
@@ -77,6 +80,7 @@ mod tests {
     use arrow::datatypes::{Field, TimeUnit};
     use bytes::Bytes;
     use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::statistics::Statistics;
 
     use super::*;
 
@@ -124,6 +128,13 @@ mod tests {
         let ts = column("timestamp");
         assert!(ts.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
         assert!(matches!(ts.compression(), Compression::ZSTD(_)));
+        match ts.statistics() {
+            Some(Statistics::Int64(range)) => {
+                assert_eq!(range.min_opt(), Some(&0));
+                assert_eq!(range.max_opt(), Some(&((rows - 1) * 1000)));
+            }
+            other => panic!("the time column needs its min/max, got {other:?}"),
+        }
         let stream = column("stream");
         assert_eq!(stream.compression(), Compression::UNCOMPRESSED);
         assert!(stream.dictionary_page_offset().is_some());
