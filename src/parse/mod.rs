@@ -206,7 +206,7 @@ impl FileParser {
     ) {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         // Validate first: the lossy decoder is several times slower on valid input.
-        let text = match std::str::from_utf8(raw) {
+        let text = match simdutf8::basic::from_utf8(raw) {
             Ok(s) => Cow::Borrowed(s),
             Err(_) => {
                 flags.insert(Flags::INVALID_UTF8);
