@@ -98,7 +98,8 @@ pub fn clear() {
 
 /// Keep the string columns' text buffers of `records` for later batches,
 /// where no one else holds them (another sink's copy of the rows, a slice).
-/// Called once per delivered batch: [`AtRest`] counts these calls.
+/// Called once per batch and sink, when the sink is done with it (delivered,
+/// dead-lettered or dropped at a stop): [`AtRest`] counts these calls.
 pub fn give(records: RecordBatch) {
     DELIVERED.fetch_add(1, Ordering::Relaxed);
     if !pool().wanted {
@@ -115,7 +116,8 @@ pub fn take(bytes: usize) -> Option<Vec<u8>> {
     pool().take(bytes)
 }
 
-/// Batches delivered so far ([`give`]).
+/// Batches sinks were done with so far ([`give`]): activity, not a count
+/// of deliveries.
 static DELIVERED: AtomicU64 = AtomicU64::new(0);
 
 /// How often the pipeline asks [`AtRest::check`]: a pipeline at rest for

@@ -35,12 +35,12 @@ import pyarrow.parquet as pq
 
 def time_ranged(path: pathlib.Path) -> bool:
     """Every row group's `timestamp` statistics hold its true min and max."""
-    meta = pq.ParquetFile(path).metadata
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
     names = [meta.schema.column(j).name for j in range(meta.num_columns)]
     if "timestamp" not in names:
         return False
     j = names.index("timestamp")
-    pf = pq.ParquetFile(path)
     for i in range(meta.num_row_groups):
         stats = meta.row_group(i).column(j).statistics
         if stats is None or not stats.has_min_max:
